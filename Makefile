@@ -1,0 +1,36 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both bootstrap .venv when it is missing or when pyproject.toml changed (a stamp file).
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.kit-stamp
+DEMO_DIR ?= runs/demo
+PORT ?= 3000
+
+.PHONY: demo test lint venv bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch pinned exactly: resolves to the CPU wheel, never a multi-GB CUDA build.
+	$(BIN)/pip install -q "torch==2.13.*"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/kit demo --out $(DEMO_DIR) --port $(PORT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check kit tests bench bentos
+	$(BIN)/mypy kit
+
+test: lint
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/train.py
+
+clean:
+	rm -rf runs reports .pytest_cache .mypy_cache .ruff_cache

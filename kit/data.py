@@ -1,0 +1,349 @@
+"""Datasets: built-ins from scikit-learn's bundled loaders, your CSV/Parquet/DataFrame, splits.
+
+Nothing is downloaded: the built-ins ship inside scikit-learn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kit.config import TASKS, DataConfig
+from kit.errors import DataError
+
+BUILTINS: dict[str, str] = {
+    "breast_cancer": "binary",
+    "wine": "multiclass",
+    "digits": "multiclass",
+    "diabetes": "regression",
+}
+"""Built-in dataset names and their tasks."""
+
+MAX_CLASSES = 50
+
+
+def _py(value: Any) -> Any:
+    """Turn numpy scalars into plain Python values (JSON-able)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+@dataclass(frozen=True)
+class Part:
+    """One split: features and the encoded target (class index, or float for regression)."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train / valid / test parts of one dataset, made with one seed."""
+
+    train: Part
+    valid: Part
+    test: Part
+    seed: int
+
+
+@dataclass
+class Dataset:
+    """A loaded table with its target and task.
+
+    Attributes:
+        frame: Features and the target column.
+        target: Name of the target column.
+        task: ``binary``, ``multiclass`` or ``regression``.
+        name: The built-in name or the file name.
+        label_names: Class labels in class-index order (classification only).
+    """
+
+    frame: pd.DataFrame
+    target: str
+    task: str
+    name: str
+    label_names: list[Any] | None = None
+    _hash: str | None = field(default=None, repr=False)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Feature column names, in the frame's order."""
+        return [c for c in self.frame.columns if c != self.target]
+
+    @property
+    def X(self) -> pd.DataFrame:
+        """The features."""
+        return self.frame[self.feature_names]
+
+    @property
+    def y(self) -> np.ndarray:
+        """The encoded target: class indices (int64) or float64 values."""
+        return self.encode_target(self.frame[self.target])
+
+    def encode_target(self, values: pd.Series) -> np.ndarray:
+        """Encode target values to class indices (classification) or floats (regression)."""
+        if self.task == "regression":
+            return values.to_numpy(dtype=np.float64)
+        assert self.label_names is not None
+        index = {label: i for i, label in enumerate(self.label_names)}
+        return np.array([index[_py(v)] for v in values], dtype=np.int64)
+
+    @property
+    def data_hash(self) -> str:
+        """sha256 of the table's content and column names (recorded in lineage)."""
+        if self._hash is None:
+            digest = hashlib.sha256()
+            digest.update("\x1f".join(map(str, self.frame.columns)).encode())
+            digest.update(pd.util.hash_pandas_object(self.frame, index=False).to_numpy().tobytes())
+            self._hash = digest.hexdigest()
+        return self._hash
+
+    def split(self, valid_size: float = 0.15, test_size: float = 0.15, seed: int = 0) -> Splits:
+        """Split into train / valid / test, stratified by class for classifiers.
+
+        Args:
+            valid_size: Share of all rows for validation.
+            test_size: Share of all rows for the test set.
+            seed: Split seed; the same seed gives the same split.
+
+        Returns:
+            The three parts.
+        """
+        from sklearn.model_selection import train_test_split
+
+        X, y = self.X, self.y
+        strat = y if self.task != "regression" else None
+        if strat is not None:
+            counts = np.bincount(strat, minlength=len(self.label_names or []))
+            rare = [self.label_names[i] for i, c in enumerate(counts) if c < 3] if self.label_names else []
+            if rare:
+                raise DataError(
+                    f"class {rare[0]!r} of target {self.target!r} has fewer than 3 rows; a stratified "
+                    "train/valid/test split needs at least 3 per class",
+                    field=self.target,
+                )
+        idx = np.arange(len(X))
+        rest, test = train_test_split(idx, test_size=test_size, random_state=seed, stratify=strat)
+        rel_valid = valid_size / (1.0 - test_size)
+        train, valid = train_test_split(
+            rest, test_size=rel_valid, random_state=seed, stratify=None if strat is None else strat[rest]
+        )
+
+        def part(rows: np.ndarray) -> Part:
+            return Part(X.iloc[rows].reset_index(drop=True), y[rows])
+
+        return Splits(part(train), part(valid), part(test), seed)
+
+    def summary(self) -> DataSummary:
+        """What a user looks at first: rows, columns, dtypes, missing counts, class balance."""
+        cols = []
+        for name in self.frame.columns:
+            s = self.frame[name]
+            numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+            cols.append({
+                "column": name,
+                "role": "target" if name == self.target else "feature",
+                "dtype": str(s.dtype),
+                "kind": "numeric" if numeric else "categorical",
+                "missing": int(s.isna().sum()),
+                "unique": int(s.nunique()),
+                "mean": float(s.mean()) if numeric else None,
+                "min": _py(s.min()) if numeric else None,
+                "max": _py(s.max()) if numeric else None,
+            })
+        balance = None
+        if self.task != "regression":
+            balance = self.frame[self.target].value_counts().rename("rows").to_frame()
+            balance["share"] = balance["rows"] / balance["rows"].sum()
+        return DataSummary(self.name, self.task, self.target, len(self.frame), len(self.feature_names),
+                           pd.DataFrame(cols).set_index("column"), balance)
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """A printable, notebook-friendly summary of a dataset."""
+
+    name: str
+    task: str
+    target: str
+    rows: int
+    features: int
+    columns: pd.DataFrame
+    class_balance: pd.DataFrame | None
+
+    def __str__(self) -> str:
+        head = (f"{self.name}: {self.rows} rows, {self.features} features, target {self.target!r} "
+                f"({self.task}), {int(self.columns['missing'].sum())} missing values")
+        parts = [head, self.columns.to_string()]
+        if self.class_balance is not None:
+            parts.append(self.class_balance.to_string())
+        return "\n\n".join(parts)
+
+    def _repr_html_(self) -> str:
+        html = f"<p><b>{self.name}</b>: {self.rows} rows, {self.features} features, target " \
+               f"<code>{self.target}</code> ({self.task})</p>" + self.columns.to_html()
+        if self.class_balance is not None:
+            html += self.class_balance.to_html()
+        return html
+
+
+def _load_builtin(name: str) -> tuple[pd.DataFrame, str, list[Any] | None]:
+    from sklearn import datasets
+
+    loaders: dict[str, Callable[..., Any]] = {
+        "breast_cancer": datasets.load_breast_cancer,
+        "wine": datasets.load_wine,
+        "digits": datasets.load_digits,
+        "diabetes": datasets.load_diabetes,
+    }
+    bunch = loaders[name](as_frame=True)
+    frame = bunch.frame.copy()
+    labels = None
+    if BUILTINS[name] != "regression":
+        names = [_py(n) for n in bunch.target_names]
+        frame["target"] = [names[int(i)] for i in frame["target"]]
+        labels = names
+    return frame, "target", labels
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise DataError(f"no such file: {path}", file=str(path))
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        elif suffix in (".csv", ".txt", ".tsv"):
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+        else:
+            raise DataError(f"cannot read {path.name}: use a .csv or .parquet file", file=str(path))
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{path.name} is empty: no header and no rows", file=str(path)) from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise DataError(f"cannot parse {path.name}: {exc}", file=str(path)) from exc
+    if frame.shape[1] == 0 or len(frame) == 0:
+        raise DataError(f"{path.name} has no data rows", file=str(path))
+    return frame
+
+
+def _check_columns(frame: pd.DataFrame, target: str, where: str) -> None:
+    """Refuse all-missing columns and text inside numeric-looking columns, naming them."""
+    for name in frame.columns:
+        s = frame[name]
+        if s.isna().all():
+            raise DataError(f"column {name!r} in {where} has no values (all missing)", field=str(name))
+        if not pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s) and name != target:
+            present = s.dropna()
+            as_num = pd.to_numeric(present, errors="coerce")
+            bad = as_num.isna()
+            # Mostly numbers with a few words: a typo, not a category.
+            if 0 < bad.sum() and bad.mean() <= 0.2 and len(present) >= 5:
+                row = int(present.index[bad.to_numpy()][0])
+                raise DataError(
+                    f"column {name!r} in {where} is numeric but row {row} holds {present[row]!r}",
+                    field=str(name), row=row,
+                )
+
+
+def detect_task(values: pd.Series) -> str:
+    """Guess the task from the target column.
+
+    Text, boolean and category targets are classification; integer-valued numbers with at
+    most 20 distinct values are classification; anything else is regression.
+    """
+    s = values.dropna()
+    n_unique = s.nunique()
+    numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+    if numeric:
+        integral = bool(np.all(np.mod(s.to_numpy(dtype=np.float64), 1.0) == 0))
+        if not (integral and n_unique <= 20):
+            return "regression"
+    return "binary" if n_unique == 2 else "multiclass"
+
+
+def load(
+    source: str | Path | pd.DataFrame | DataConfig = "breast_cancer",
+    target: str | None = None,
+    task: str = "auto",
+) -> Dataset:
+    """Load a built-in dataset, a CSV/Parquet file or a DataFrame.
+
+    Args:
+        source: Built-in name, file path, DataFrame, or a :class:`DataConfig`.
+        target: Target column (required for files and frames).
+        task: ``auto`` to detect, or ``binary`` / ``multiclass`` / ``regression`` to override.
+
+    Returns:
+        The dataset with its task and labels.
+
+    Raises:
+        DataError: On an unknown name, unreadable or empty file, missing target column,
+            all-missing column, text in a numeric column, or a target unfit for the task.
+    """
+    if isinstance(source, DataConfig):
+        return load(source.source, source.target, source.task)
+    labels: list[Any] | None = None
+    if isinstance(source, pd.DataFrame):
+        frame, name, where = source.copy(), "dataframe", "the DataFrame"
+    elif isinstance(source, str) and source in BUILTINS:
+        frame, default_target, labels = _load_builtin(source)
+        if target not in (None, default_target):
+            raise DataError(f"built-in dataset {source!r} has target {default_target!r}, not {target!r}",
+                            field="target")
+        target, name, where = default_target, source, source
+    else:
+        path = Path(source)
+        if not path.suffix and not path.exists():
+            raise DataError(
+                f"unknown dataset {str(source)!r}: use one of {', '.join(BUILTINS)} or a CSV/Parquet path",
+                field="source",
+            )
+        frame, name, where = _read_file(path), path.name, path.name
+    if len(frame) == 0:
+        raise DataError(f"{where} has no rows", file=name)
+    if target is None:
+        raise DataError(f"target is required for {where}; columns are: {', '.join(map(str, frame.columns))}",
+                        field="target")
+    if target not in frame.columns:
+        raise DataError(
+            f"target column {target!r} is not in {where}; columns are: {', '.join(map(str, frame.columns))}",
+            field=target,
+        )
+    frame.columns = [str(c) for c in frame.columns]
+    if frame.shape[1] < 2:
+        raise DataError(f"{where} has no feature columns besides the target {target!r}", field=target)
+    missing_y = frame[target].isna()
+    if missing_y.any():
+        row = int(np.flatnonzero(missing_y.to_numpy())[0])
+        raise DataError(f"target {target!r} is missing in {int(missing_y.sum())} rows of {where} "
+                        f"(first: row {row}); fill or drop them first", field=target, row=row)
+    _check_columns(frame, target, where)
+    if task == "auto":
+        task = BUILTINS.get(name, "") if labels is not None or name in BUILTINS else detect_task(frame[target])
+    if task not in TASKS:
+        raise DataError(f"task must be auto or one of {TASKS}, but got {task=}", field="task")
+    if task == "regression":
+        if not pd.api.types.is_numeric_dtype(frame[target]):
+            raise DataError(f"target {target!r} is not numeric, so it cannot be a regression target",
+                            field=target)
+        frame[target] = frame[target].astype(np.float64)
+    elif labels is None:
+        values = sorted({_py(v) for v in frame[target]}, key=lambda v: (str(type(v)), v))
+        if len(values) < 2:
+            raise DataError(f"target {target!r} has a single class {values[0]!r}; nothing to learn",
+                            field=target)
+        if len(values) > MAX_CLASSES:
+            raise DataError(f"target {target!r} has {len(values)} classes (more than {MAX_CLASSES}); "
+                            "pass task='regression' if it is a number", field=target)
+        if task == "binary" and len(values) != 2:
+            raise DataError(f"task is binary but target {target!r} has {len(values)} classes", field=target)
+        labels = values
+    return Dataset(frame.reset_index(drop=True), target, task, name, labels)

@@ -1,0 +1,77 @@
+"""Reference statistics at train time and the population stability index (PSI) at serve time.
+
+The reference is a few numbers per feature (decile bin edges and shares for numeric columns,
+category shares for categorical ones) stored as JSON in the bundle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+EPS = 1e-4
+N_BINS = 10
+
+
+def reference(X: pd.DataFrame, kinds: dict[str, str]) -> dict[str, Any]:
+    """Summarize the training features for later drift checks.
+
+    Args:
+        X: Training features.
+        kinds: ``numeric`` or ``categorical`` per column (from the preprocessor).
+
+    Returns:
+        A JSON-able dict keyed by column.
+    """
+    out: dict[str, Any] = {}
+    for name, kind in kinds.items():
+        s = X[name].dropna()
+        if kind == "numeric":
+            values = s.to_numpy(dtype=np.float64)
+            edges = np.unique(np.quantile(values, np.linspace(0, 1, N_BINS + 1)[1:-1]))
+            counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+            out[name] = {"kind": kind, "edges": edges.tolist(), "shares": (counts / counts.sum()).tolist()}
+        else:
+            shares = s.astype(str).value_counts(normalize=True).sort_index()
+            out[name] = {"kind": kind, "categories": shares.index.tolist(), "shares": shares.tolist()}
+    return out
+
+
+def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Population stability index between two share vectors (0: same; > 0.25: large shift)."""
+    e = np.clip(np.asarray(expected, dtype=np.float64), EPS, None)
+    a = np.clip(np.asarray(actual, dtype=np.float64), EPS, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def shares(ref: dict[str, Any], values: Any) -> np.ndarray:
+    """Shares of ``values`` over the bins (or categories, plus one 'other' bin) of ``ref``."""
+    if ref["kind"] == "numeric":
+        x = np.asarray(values, dtype=np.float64)
+        x = x[~np.isnan(x)]
+        counts = np.bincount(np.searchsorted(np.asarray(ref["edges"]), x, side="right"),
+                             minlength=len(ref["edges"]) + 1).astype(np.float64)
+    else:
+        cats = list(ref["categories"])
+        index = {c: i for i, c in enumerate(cats)}
+        counts = np.zeros(len(cats) + 1)
+        for v in values:
+            if v is not None:
+                counts[index.get(str(v), len(cats))] += 1
+    total = counts.sum()
+    return counts / total if total else counts
+
+
+def report(ref: dict[str, dict[str, Any]], X: pd.DataFrame) -> dict[str, float]:
+    """PSI per feature of ``X`` against the reference."""
+    out: dict[str, float] = {}
+    for name, r in ref.items():
+        if name not in X.columns:
+            continue
+        expected = np.asarray(r["shares"], dtype=np.float64)
+        if r["kind"] != "numeric":
+            expected = np.append(expected, 0.0)
+        out[name] = psi(expected, shares(r, X[name].tolist()))
+    return out
