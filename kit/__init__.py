@@ -4,10 +4,15 @@
 them. The public surface is small::
 
     import kit
+    from kit.train import train
+
     ds = kit.load("breast_cancer")
-    result = kit.train(ds, kit.TrainConfig(epochs=50))
+    result = train(ds, kit.TrainConfig(epochs=50))
     result.bundle.save("runs/bc")
     kit.ModelBundle.load("runs/bc").predict(rows)
+
+Each step is a module with a function of its name: ``kit.train.train``, ``kit.tune.tune``,
+``kit.explain.explain``, ``kit.quantize.compare`` ...
 """
 
 from __future__ import annotations
@@ -24,15 +29,11 @@ _LAZY = {
     "load": "kit.data",
     "Dataset": "kit.data",
     "Preprocessor": "kit.preprocess",
-    "train": "kit.train",
-    "TrainResult": "kit.train",
-    "Callback": "kit.train",
     "ModelBundle": "kit.bundle",
     "Prediction": "kit.bundle",
 }
 
 __all__ = [
-    "Callback",
     "ConfigError",
     "DataConfig",
     "DataError",
@@ -45,9 +46,7 @@ __all__ = [
     "Preprocessor",
     "SchemaError",
     "TrainConfig",
-    "TrainResult",
     "load",
-    "train",
 ]
 
 

@@ -245,7 +245,7 @@ def _check_columns(frame: pd.DataFrame, target: str, where: str) -> None:
             as_num = pd.to_numeric(present, errors="coerce")
             bad = as_num.isna()
             # Mostly numbers with a few words: a typo, not a category.
-            if 0 < bad.sum() and bad.mean() <= 0.2 and len(present) >= 5:
+            if bad.sum() > 0 and bad.mean() <= 0.2 and len(present) >= 5:
                 row = int(present.index[bad.to_numpy()][0])
                 raise DataError(
                     f"column {name!r} in {where} is numeric but row {row} holds {present[row]!r}",

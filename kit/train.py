@@ -250,7 +250,8 @@ def train(
     else:
         ytr, yva = tensor(splits.train.y, torch.long), tensor(splits.valid.y, torch.long)
         loss_fn = torch.nn.functional.cross_entropy
-    xtr, xva = tensor(pre.transform(splits.train.X), torch.float32), tensor(pre.transform(splits.valid.X), torch.float32)
+    xtr = tensor(pre.transform(splits.train.X), torch.float32)
+    xva = tensor(pre.transform(splits.valid.X), torch.float32)
 
     spec = nets.make_spec(pre.n_features_out, n_out, config)
     model = nets.build(spec).to(device)
@@ -265,10 +266,10 @@ def train(
     warmup = config.warmup_epochs * steps_per_epoch
     drop_tail = config.norm == "batch" and n % bs == 1  # a batch of one breaks BatchNorm
 
-    @torch.no_grad()
     def evaluate() -> tuple[float, float]:
         model.eval()
-        out = model(xva)
+        with torch.no_grad():
+            out = model(xva)
         loss = float(loss_fn(out, yva))
         if monitor in ("log_loss", "rmse"):
             value = loss if monitor == "log_loss" else math.sqrt(loss) * (scaling or {"std": 1.0})["std"]

@@ -9,7 +9,7 @@ import pytest
 
 import kit
 from kit.bundle import ModelBundle
-from kit.train import TrainResult
+from kit.train import TrainResult, train
 
 FAST = kit.TrainConfig(epochs=40, patience=10, seed=0)
 
@@ -17,7 +17,7 @@ FAST = kit.TrainConfig(epochs=40, patience=10, seed=0)
 @pytest.fixture(scope="session")
 def bc_result() -> TrainResult:
     """breast_cancer trained with fast settings (binary)."""
-    return kit.train("breast_cancer", FAST)
+    return train("breast_cancer", FAST)
 
 
 @pytest.fixture(scope="session")
@@ -28,13 +28,13 @@ def bc_bundle(bc_result: TrainResult) -> ModelBundle:
 @pytest.fixture(scope="session")
 def wine_result() -> TrainResult:
     """wine trained with fast settings (multiclass)."""
-    return kit.train("wine", FAST)
+    return train("wine", FAST)
 
 
 @pytest.fixture(scope="session")
 def diabetes_result() -> TrainResult:
     """diabetes trained with fast settings (regression)."""
-    return kit.train("diabetes", FAST)
+    return train("diabetes", FAST)
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +60,7 @@ def mixed_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def mixed_result(mixed_csv: Path) -> TrainResult:
-    return kit.train(kit.DataConfig(source=str(mixed_csv), target="label"), FAST)
+    return train(kit.DataConfig(source=str(mixed_csv), target="label"), FAST)
 
 
 @pytest.fixture()

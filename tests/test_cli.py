@@ -1,0 +1,61 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from kit.bundle import ModelBundle
+from kit.cli import main
+
+KIT = [sys.executable, "-m", "kit.cli"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*KIT, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_train_saves_bundle_and_prints_metrics_table(tmp_path: Path, capsys):
+    code = main(["train", "--data", "wine", "--out", str(tmp_path / "b"), "--epochs", "15", "-q"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "accuracy" in out and "valid" in out and "test" in out and "bundle saved to" in out
+    assert ModelBundle.load(tmp_path / "b").task == "multiclass"
+
+
+def test_train_on_csv_with_target(tmp_path: Path, mixed_csv: Path, capsys):
+    code = main(["train", "--data", str(mixed_csv), "--target", "label", "--out", str(tmp_path / "m"),
+                 "--epochs", "5", "--hidden", "16,8", "-q"])
+    assert code == 0
+    assert ModelBundle.load(tmp_path / "m").configs["train"]["hidden"] == [16, 8]
+
+
+def test_bad_inputs_exit_nonzero_with_one_clear_line_and_no_traceback(tmp_path: Path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    cases = [
+        (["train", "--data", "iris", "--out", str(tmp_path / "x")], "unknown dataset 'iris'"),
+        (["train", "--data", str(empty), "--target", "y", "--out", str(tmp_path / "x")], "empty.csv is empty"),
+        (["train", "--data", "wine", "--out", str(tmp_path / "x"), "--epochs", "0"], "epochs must be >= 1"),
+    ]
+    for args, message in cases:
+        proc = run(*args)
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_missing_target_column_via_cli(tmp_path: Path, mixed_csv: Path):
+    proc = run("train", "--data", str(mixed_csv), "--target", "nope", "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "target column 'nope' is not in mixed.csv" in proc.stderr
+
+
+def test_data_summary_command(capsys, mixed_csv: Path):
+    assert main(["data", "--data", str(mixed_csv), "--target", "label"]) == 0
+    assert "400 rows, 3 features" in capsys.readouterr().out
+
+
+def test_metrics_table_is_splits_by_metrics():
+    from kit.commands import metrics_table
+
+    table = metrics_table({"valid": {"accuracy": 0.9}, "test": {"accuracy": 0.8}})
+    assert pd.Series(table.split()).tolist()[:2] == ["valid", "test"]

@@ -1,0 +1,86 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kit import NotFittedError, Preprocessor, SchemaError
+
+TRAIN = pd.DataFrame({
+    "age": [20.0, 30.0, np.nan, 50.0, 40.0],
+    "city": ["paris", "rome", "paris", None, "oslo"],
+    "income": [1.0, 2.0, 3.0, 4.0, 5.0],
+})
+
+
+def fitted(policy: str = "error") -> Preprocessor:
+    return Preprocessor(policy).fit(TRAIN)
+
+
+def test_refuses_to_transform_before_fit():
+    with pytest.raises(NotFittedError):
+        Preprocessor().transform(TRAIN)
+
+
+def test_standardizes_imputes_and_one_hot_encodes():
+    pre = fitted()
+    assert pre.output_names_ == ["age", "city=oslo", "city=paris", "city=rome", "income"]
+    out = pre.transform(TRAIN)
+    assert out.dtype == np.float32 and out.shape == (5, 5)
+    # Missing age -> training median (35), standardized with the training mean (35) -> 0.
+    assert out[2, 0] == pytest.approx(0.0)
+    # Missing city -> most frequent training category (paris).
+    assert out[3, 1:4].tolist() == [0.0, 1.0, 0.0]
+    assert out[:, 4].mean() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_records_frames_and_arrays_agree_and_order_does_not_matter():
+    pre = fitted()
+    records = TRAIN.to_dict(orient="records")
+    shuffled = [dict(reversed(list(r.items()))) for r in records]
+    expected = pre.transform(TRAIN)
+    np.testing.assert_array_equal(pre.transform(records), expected)
+    np.testing.assert_array_equal(pre.transform(shuffled), expected)
+    np.testing.assert_array_equal(pre.transform(TRAIN[["income", "city", "age"]]), expected)
+    np.testing.assert_array_equal(pre.transform(TRAIN.to_numpy(dtype=object)), expected)
+    np.testing.assert_array_equal(pre.transform(records[0]), expected[:1])
+
+
+def test_json_round_trip_is_exact():
+    pre = fitted()
+    again = Preprocessor.from_json(pre.to_json())
+    np.testing.assert_array_equal(again.transform(TRAIN), pre.transform(TRAIN))
+    assert again.to_json() == pre.to_json()
+    assert json.loads(pre.to_json())["format"] == "kit.preprocessor/1"
+
+
+@pytest.mark.parametrize(("rows", "match", "field", "row"), [
+    ([{"age": 1, "city": "rome"}], "missing column 'income'", "income", 0),
+    ([{"age": 1, "city": "rome", "income": 2, "zip": 9}], "unexpected column 'zip'", "zip", 0),
+    ([{"age": 1, "city": "rome", "income": 2}, {"age": "old", "city": "rome", "income": 2}],
+     "'age' row 1: expected a number, got 'old'", "age", 1),
+    ([{"age": float("inf"), "city": "rome", "income": 2}], "infinite", "age", 0),
+    ([{"age": 1, "city": "lima", "income": 2}], "unseen category 'lima'; known: oslo, paris, rome", "city", 0),
+    ([["not", "a", "dict"]], "row 0 is a list", None, 0),
+])
+def test_bad_rows_name_the_column_and_row(rows, match, field, row):
+    with pytest.raises(SchemaError, match=match) as info:
+        fitted().transform(rows)
+    assert (info.value.field, info.value.row) == (field, row)
+
+
+def test_unseen_category_can_be_ignored():
+    out = fitted("ignore").transform([{"age": 1, "city": "lima", "income": 2}])
+    assert out[0, 1:4].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_wrong_array_width():
+    with pytest.raises(SchemaError, match=r"shape \(rows, 3\)"):
+        fitted().transform(np.zeros((2, 4)))
+
+
+def test_schema_and_example_validate():
+    pre = fitted()
+    kinds = {f["name"]: f["kind"] for f in pre.schema()}
+    assert kinds == {"age": "numeric", "city": "categorical", "income": "numeric"}
+    assert pre.transform([pre.example()]).shape == (1, 5)
