@@ -160,6 +160,17 @@ class ModelBundle:
         self._runtime = get_runtime(runtime, self, **options)
         return self
 
+    def with_runtime(self, variant: Any, **kwargs: Any) -> ModelBundle:
+        """A copy that predicts with a variant (``"ort-int8-dynamic"``, a ``select()`` result, ...).
+
+        The ONNX artifact goes into ``artifacts`` with its sha256 in ``runtime_info``, and the
+        comparison summary and the choice into ``sections["quantization"]``. See
+        :func:`kit.quantize.attach` for the arguments.
+        """
+        from kit.quantize import attach
+
+        return attach(self, variant, **kwargs)
+
     def transform(self, X: Any) -> np.ndarray:
         """Validate and preprocess raw rows into the network's float32 input."""
         return self.preprocessor.transform(X)

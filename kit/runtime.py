@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kit.errors import ConfigError, require
+from kit.errors import ConfigError, IntegrityError, require
 
 if TYPE_CHECKING:
     from kit.bundle import ModelBundle
@@ -60,7 +60,85 @@ class TorchRuntime(Runtime):
         return result
 
 
-RUNTIMES: dict[str, type[Runtime]] = {"torch": TorchRuntime}
+class OnnxRuntime(Runtime):
+    """ONNX Runtime on an ONNX graph stored in the bundle (fp32, int8 or fp16); never imports torch.
+
+    Serving defaults favour batch-1 latency: one intra-op and one inter-op thread, sequential
+    execution, all graph optimizations. Raise ``threads`` for large batches.
+
+    Args:
+        bundle: The bundle; the graph is ``bundle.artifacts[artifact]``.
+        artifact: Artifact file name; defaults to ``bundle.runtime_info["artifact"]``.
+        model: Serialized ONNX bytes to run instead of a bundle artifact (benchmarks).
+        threads: Intra-op threads (``0`` lets ONNX Runtime decide).
+        inter_threads: Inter-op threads.
+        device: ``cpu``, ``cuda``, or ``auto`` (CUDA when the CUDA provider is installed).
+
+    Raises:
+        ConfigError: If no artifact is named or an option is invalid.
+        IntegrityError: If the artifact is missing, its sha256 differs from ``runtime_info``, or
+            it is not a readable ONNX graph.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, bundle: ModelBundle, artifact: str | None = None, model: bytes | None = None,
+                 threads: int = 1, inter_threads: int = 1, device: str = "cpu") -> None:
+        ort = require("onnxruntime", "quantize")
+        if threads < 0 or inter_threads < 1:
+            raise ConfigError(f"threads must be >= 0 and inter_threads >= 1, but got {threads=}, {inter_threads=}",
+                              field="threads")
+        if model is None:
+            model = self._artifact(bundle, artifact)
+        self.artifact = artifact or bundle.runtime_info.get("artifact")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = inter_threads
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        available = ort.get_available_providers()
+        if device not in ("cpu", "cuda", "auto"):
+            raise ConfigError(f"device must be cpu, cuda or auto, but got {device=}", field="device")
+        use_cuda = device == "cuda" or (device == "auto" and "CUDAExecutionProvider" in available)
+        if device == "cuda" and "CUDAExecutionProvider" not in available:
+            raise ConfigError("device='cuda' but onnxruntime has no CUDAExecutionProvider; install "
+                              "onnxruntime-gpu", field="device")
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if use_cuda else ["CPUExecutionProvider"]
+        try:
+            self.session = ort.InferenceSession(model, options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise IntegrityError(f"ONNX graph {self.artifact!r} cannot be loaded: {exc}",
+                                 file=self.artifact) from exc
+        self._input = self.session.get_inputs()[0].name
+        self._outputs = [self.session.get_outputs()[0].name]
+
+    @staticmethod
+    def _artifact(bundle: ModelBundle, artifact: str | None) -> bytes:
+        import hashlib
+
+        name = artifact or bundle.runtime_info.get("artifact")
+        if not name:
+            raise ConfigError("the onnxruntime runtime needs an ONNX artifact; build one with "
+                              "kit.quantize (bundle.with_runtime)", field="artifact")
+        if name not in bundle.artifacts:
+            raise IntegrityError(f"ONNX artifact {name!r} is not in the bundle; it has: "
+                                 f"{', '.join(bundle.artifacts) or 'no artifacts'}", file=name)
+        data = bundle.artifacts[name]
+        expected = bundle.runtime_info.get("sha256") if name == bundle.runtime_info.get("artifact") else None
+        if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+            raise IntegrityError(f"ONNX artifact {name!r} does not match the sha256 recorded in the bundle's "
+                                 "runtime", file=name)
+        return data
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Raw outputs of the ONNX graph."""
+        out = self.session.run(self._outputs, {self._input: x})[0]
+        result: np.ndarray = np.asarray(out, dtype=np.float32)
+        return result
+
+
+RUNTIMES: dict[str, type[Runtime]] = {"torch": TorchRuntime, "onnxruntime": OnnxRuntime}
 
 
 def get_runtime(runtime: str | Runtime, bundle: ModelBundle, **options: Any) -> Runtime:
@@ -78,4 +156,6 @@ def get_runtime(runtime: str | Runtime, bundle: ModelBundle, **options: Any) -> 
         return runtime
     if runtime not in RUNTIMES:
         raise ConfigError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}", field="runtime")
-    return RUNTIMES[runtime](bundle, **options)
+    factory: Any = RUNTIMES[runtime]
+    instance: Runtime = factory(bundle, **options)
+    return instance

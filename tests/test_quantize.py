@@ -1,0 +1,272 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kit.bundle import ModelBundle
+from kit.cli import main
+from kit.errors import ConfigError, DataError, IntegrityError
+from kit.quantize import (
+    BASELINE,
+    VARIANTS,
+    ExportError,
+    QuantReport,
+    compare,
+    evaluation_rows,
+    export_onnx,
+    select,
+)
+
+FAST = {"repeats": 20, "warmup": 3}
+
+
+@pytest.fixture(scope="module")
+def bc_rows(bc_bundle):
+    return evaluation_rows(bc_bundle)
+
+
+@pytest.fixture(scope="module")
+def bc_report(bc_bundle, bc_rows) -> QuantReport:
+    X, y, train_X = bc_rows
+    return compare(bc_bundle, X, y, calibration=train_X, **FAST)
+
+
+def test_evaluation_rows_are_the_training_test_split(bc_result, bc_rows):
+    X, y, train_X = bc_rows
+    # the CLI re-splits with the stored seed, so its test rows are the ones the bundle was scored on
+    pd.testing.assert_frame_equal(X, bc_result.splits.test.X)
+    assert len(train_X) == len(bc_result.splits.train.X)
+    assert bc_result.bundle.evaluate(X, y) == bc_result.bundle.metrics["test"]
+
+
+def test_every_variant_matches_fp32_within_its_tolerance(bc_report):
+    frame = bc_report.frame
+    assert list(frame.index) == list(VARIANTS)
+    assert (frame["status"] == "ok").all()
+    for name, row in frame.iterrows():
+        # probabilities within the variant's stated tolerance of torch fp32 on the test split
+        assert row["max_abs_diff"] <= VARIANTS[name].tolerance, name
+        assert row["within_tolerance"], name
+        assert row["label_agreement"] >= 0.97, name
+    # the fp32 ONNX graph is numerically the torch network
+    assert frame.loc["ort-fp32", "max_abs_diff"] < 1e-5
+    assert frame.loc["ort-fp32", "label_agreement"] == 1.0
+
+
+def test_report_measures_latency_size_and_load_time(bc_report, bc_bundle):
+    frame = bc_report.frame
+    for col in ("p50_batch1", "p99_batch1", "p50_batch64", "p99_batch64", "rows_per_s", "load_ms"):
+        assert (frame[col] > 0).all(), col
+    assert (frame["p99_batch1"] >= frame["p50_batch1"]).all()
+    # int8 graphs hold one byte per weight: well under a third of the fp32 safetensors
+    assert frame.loc["ort-int8-dynamic", "size_ratio"] > 3.0
+    assert frame.loc["ort-fp16", "size_ratio"] > 1.7
+    assert frame.loc[BASELINE, "metric"] == pytest.approx(bc_bundle.metrics["test"]["accuracy"])
+    assert bc_report.info["export"]["max_abs_diff"] <= bc_report.info["export"]["atol"]
+    assert "accuracy" in bc_report.table() and "ort-int8-static" in bc_report.table()
+
+
+def test_regression_variants_report_value_differences(diabetes_result):
+    bundle, test = diabetes_result.bundle, diabetes_result.splits.test
+    report = compare(bundle, test.X, test.y, ["ort-fp32", "ort-int8-dynamic", "ort-fp16"], **FAST)
+    frame = report.frame
+    assert report.metric == "r2" and frame["label_agreement"].isna().all()
+    assert frame["within_tolerance"].all()
+    # int8 stays close to fp32 in target units (diabetes targets span ~25..346)
+    assert frame.loc["ort-int8-dynamic", "max_abs_diff"] < 0.05 * bundle.target_scaling["std"]
+    assert abs(frame.loc["ort-int8-dynamic", "metric_drop"]) < 0.02
+
+
+def _fake_report(drops: dict[str, float], p50: dict[str, float], failed: tuple[str, ...] = ()) -> QuantReport:
+    rows = {name: {"status": "failed: boom" if name in failed else "ok", "metric": 0.95 - drop,
+                   "metric_drop": drop, "p50_batch1": p50[name], "p99_batch1": 2 * p50[name],
+                   "p50_batch64": 10 * p50[name], "p99_batch64": 20 * p50[name], "size_bytes": 100}
+            for name, drop in drops.items()}
+    return QuantReport(pd.DataFrame.from_dict(rows, orient="index"), "accuracy", "binary")
+
+
+def test_select_picks_the_fastest_variant_within_budget():
+    report = _fake_report({"torch-fp32": 0.0, "ort-fp32": 0.0, "ort-int8-dynamic": 0.004, "ort-int8-static": 0.02},
+                          {"torch-fp32": 50.0, "ort-fp32": 9.0, "ort-int8-dynamic": 7.0, "ort-int8-static": 5.0})
+    choice = select(report, max_metric_drop=0.005)
+    # static is fastest but over budget; dynamic is the fastest that qualifies
+    assert choice.variant == "ort-int8-dynamic"
+    assert any(r.startswith("ort-int8-static: rejected: metric drop") for r in choice.reasons)
+    assert any(r.startswith("ort-fp32: slower") for r in choice.reasons)
+    # a looser budget admits static; another objective can change the answer
+    assert select(report, max_metric_drop=0.05).variant == "ort-int8-static"
+    assert select(report, 0.005, objective="p99_batch64").variant == "ort-int8-dynamic"
+
+
+def test_select_falls_back_to_fp32_when_nothing_qualifies():
+    report = _fake_report({"torch-fp32": 0.0, "ort-int8-dynamic": 0.03, "ort-fp16": 0.0},
+                          {"torch-fp32": 50.0, "ort-int8-dynamic": 7.0, "ort-fp16": 6.0}, failed=("ort-fp16",))
+    choice = select(report, max_metric_drop=0.005)
+    assert choice.variant == BASELINE
+    assert "no other variant qualifies" in choice.reasons[0]
+    assert choice.reasons[2] == "ort-fp16: rejected: failed: boom"
+
+
+def test_select_refuses_bad_settings(bc_report):
+    with pytest.raises(ConfigError, match="max_metric_drop"):
+        select(bc_report, max_metric_drop=-0.1)
+    with pytest.raises(ConfigError, match="objective"):
+        select(bc_report, objective="fastest")
+
+
+def test_unknown_variant_is_refused(bc_bundle, bc_rows):
+    X, y, _ = bc_rows
+    with pytest.raises(ConfigError, match="unknown variant 'ort-int4'") as info:
+        compare(bc_bundle, X, y, ["ort-int4"])
+    assert info.value.field == "variants"
+    with pytest.raises(ConfigError, match="unknown variant"):
+        bc_bundle.with_runtime("tensorrt")
+
+
+def test_static_int8_refuses_a_too_small_calibration_set(bc_bundle, bc_rows):
+    X, y, train_X = bc_rows
+    with pytest.raises(DataError, match="calibration set too small.*10 rows") as info:
+        compare(bc_bundle, X, y, ["ort-int8-static"], calibration=train_X[:10])
+    assert info.value.field == "calibration"
+    with pytest.raises(DataError, match="needs calibration rows"):
+        bc_bundle.with_runtime("ort-int8-static")
+
+
+def _custom_net(bc_bundle, monkeypatch, name: str, forward) -> ModelBundle:
+    """The bc network with ``forward(module, x)`` around its layers, registered as net ``name``."""
+    import torch
+
+    from kit import nets
+
+    class Custom(torch.nn.Sequential):
+        def forward(self, x):
+            return forward(super().forward, x)
+
+    monkeypatch.setitem(nets.BUILDERS, name, lambda spec: Custom(*nets.build_mlp({**spec, "name": "mlp"})))
+    bundle = bc_bundle.copy()
+    bundle.spec["name"] = name
+    return bundle
+
+
+def test_a_network_that_fails_to_export_keeps_torch_with_the_reason(bc_bundle, bc_rows, monkeypatch):
+    import torch
+
+    # bessel_j0 has no ONNX translation in either exporter; eager torch runs it fine
+    bundle = _custom_net(bc_bundle, monkeypatch, "bessel-mlp", lambda layers, x: layers(torch.special.bessel_j0(x)))
+    X, y, _ = bc_rows
+    report = compare(bundle, X, y, ["ort-fp32", "ort-int8-dynamic"], **FAST)
+    assert report.frame.loc[BASELINE, "status"] == "ok"
+    status = report.frame.loc["ort-fp32", "status"]
+    assert status.startswith("failed: network 'bessel-mlp' cannot be exported") and "bessel_j0" in status
+    choice = select(report)
+    assert choice.variant == BASELINE and "cannot be exported" in " ".join(choice.reasons)
+    served = bundle.with_runtime(choice)
+    assert served.runtime_info["name"] == "torch" and "cannot be exported" in json.dumps(served.sections)
+    with pytest.raises(ExportError, match="cannot be exported") as info:
+        bundle.with_runtime("ort-fp32")
+    assert info.value.field == "net"
+
+
+def test_a_graph_that_disagrees_with_torch_is_not_accepted(bc_bundle, monkeypatch):
+    # a data-dependent branch: torch.export refuses it, the TorchScript tracer bakes in one branch,
+    # and the output check against torch at batch sizes 1, 5 and 64 catches the wrong graph
+    bundle = _custom_net(bc_bundle, monkeypatch, "branchy-mlp",
+                         lambda layers, x: layers(x) if float(x.sum()) > 0 else -layers(x))
+    with pytest.raises(ExportError, match="torchscript: outputs differ from torch by"):
+        export_onnx(bundle)
+
+
+def test_with_runtime_stores_the_artifact_hash_and_the_choice(bc_bundle, bc_report, bc_rows, tmp_path: Path):
+    X, y, _ = bc_rows
+    choice = select(bc_report, 0.005)
+    served = bc_bundle.with_runtime(choice)
+    section = served.sections["quantization"]
+    assert section["chosen"] == choice.variant and section["reasons"] == choice.reasons
+    # what the release gate reads: per-variant drop and p99, and the chosen row
+    assert set(section["variants"]) == set(VARIANTS)
+    assert {"metric_drop", "p99_batch1", "p50_batch64", "size_bytes"} <= set(section["variants"]["ort-fp32"])
+    assert section["chosen_row"]["metric_drop"] <= 0.005
+    assert bc_bundle.runtime_info["name"] == "torch"  # the source bundle is unchanged
+
+    int8 = bc_bundle.with_runtime("ort-int8-dynamic", report=bc_report)
+    assert int8.runtime_info["artifact"] == "model.ort-int8-dynamic.onnx"
+    assert int8.runtime_info["options"] == {"threads": 1, "inter_threads": 1}
+    loaded = ModelBundle.load(int8.save(tmp_path / "b"))
+    assert loaded.runtime_info == int8.runtime_info
+    np.testing.assert_array_equal(loaded.predict_proba(X), int8.predict_proba(X))
+    assert loaded.evaluate(X, y)["accuracy"] == pytest.approx(bc_report.frame.loc["ort-int8-dynamic", "metric"])
+
+
+def test_artifact_hashes_are_verified_on_load(bc_bundle, bc_report, tmp_path: Path):
+    served = bc_bundle.with_runtime("ort-fp32", report=bc_report)
+    out = served.save(tmp_path / "b")
+    graph = out / "model.ort-fp32.onnx"
+    graph.write_bytes(graph.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(IntegrityError, match="model.ort-fp32.onnx") as info:
+        ModelBundle.load(out)
+    assert info.value.file == str(graph)
+    # an artifact swapped in memory no longer matches the sha256 in runtime_info
+    swapped = served.copy()
+    swapped.artifacts["model.ort-fp32.onnx"] = bc_report.artifacts["ort-fp16"]
+    with pytest.raises(IntegrityError, match="does not match the sha256"):
+        swapped.predict(bc_bundle.example(1))
+
+
+def test_with_runtime_builds_a_variant_without_a_report(bc_bundle, bc_rows):
+    X, _, train_X = bc_rows
+    served = bc_bundle.with_runtime("ort-int8-static", calibration=train_X)
+    agreement = np.mean(served.predict(X) == bc_bundle.predict(X))
+    assert agreement >= 0.97 and served.sections["quantization"]["reasons"] == ["chosen by name"]
+    export = export_onnx(bc_bundle)[1]
+    assert export["exporter"] == "dynamo" and export["batch_sizes_checked"] == [1, 5, 64]
+
+
+ISOLATED = """
+import importlib.abc, sys
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test")
+sys.meta_path.insert(0, NoTorch())
+from kit.bundle import ModelBundle
+bundle = ModelBundle.load(sys.argv[1])
+print(list(bundle.predict(bundle.example(3))))
+assert "torch" not in sys.modules, "torch was imported"
+print("torch absent")
+"""
+
+
+def test_an_onnx_bundle_predicts_without_torch(bc_bundle, bc_report, tmp_path: Path):
+    out = bc_bundle.with_runtime("ort-int8-dynamic", report=bc_report).save(tmp_path / "b")
+    done = subprocess.run([sys.executable, "-c", ISOLATED, str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    expected = list(bc_bundle.predict(bc_bundle.example(3)))
+    assert done.stdout.splitlines() == [str(expected), "torch absent"]
+
+
+def test_pareto_plot_has_a_point_per_variant(bc_report):
+    fig = bc_report.plot()
+    ax = fig.axes[0]
+    assert len(ax.collections[0].get_offsets()) == len(VARIANTS)
+    assert "latency" in ax.get_xlabel()
+
+
+def test_cli_prints_the_table_and_writes_the_bundle(bc_bundle, tmp_path: Path, capsys):
+    src = bc_bundle.save(tmp_path / "in")
+    code = main(["quantize", "--bundle", str(src), "--out", str(tmp_path / "out"), "--budget", "0.005",
+                 "--variants", "ort-fp32,ort-int8-dynamic", "--repeats", "10", "--plot", str(tmp_path / "p.png")])
+    printed = capsys.readouterr().out
+    assert code == 0 and "ort-int8-dynamic" in printed and "chosen:" in printed
+    loaded = ModelBundle.load(tmp_path / "out")
+    assert loaded.sections["quantization"]["max_metric_drop"] == 0.005
+    assert loaded.runtime_info["name"] in ("torch", "onnxruntime") and (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_cli_reports_an_unknown_variant_in_one_line(bc_bundle, tmp_path: Path, capsys):
+    src = bc_bundle.save(tmp_path / "in")
+    code = main(["quantize", "--bundle", str(src), "--out", str(tmp_path / "out"), "--variants", "ort-int3"])
+    assert code == 2 and "unknown variant 'ort-int3'" in capsys.readouterr().err
