@@ -1,0 +1,73 @@
+"""kit's BentoML service: HTTP wiring only. Checks, scoring and drift live in kit.serving,
+the prediction path in kit.bundle.ModelBundle.infer (the same path as the notebook).
+
+Model: env KIT_MODEL_TAG, else the bento argument model_tag (set by `kit build`), else the
+latest promoted version (`kit promote`). Settings: KIT_* variables, see kit.serving.Settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import bentoml
+from starlette.responses import JSONResponse, Response
+
+from kit import package, serving
+from kit.bundle import ModelBundle
+from kit.errors import KitError
+
+SETTINGS = serving.Settings.from_env()
+TAG = package.serving_tag(bentoml.use_arguments())
+STATE = serving.GateState(SETTINGS)
+
+
+def _error(exc: KitError) -> JSONResponse:
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+
+@bentoml.service(name="kit", workers=SETTINGS.workers, traffic={"timeout": 60})
+class KitService:
+    """Predict, batch-score, explain, describe and watch drift for one stored kit model."""
+
+    model_ref = bentoml.models.BentoModel(TAG)
+
+    def __init__(self) -> None:
+        stored = self.model_ref
+        self.kit = STATE.attach(ModelBundle.load(stored.path), TAG,
+                                {"labels": dict(stored.info.labels), "promoted": package.promoted(stored.tag.name)})
+
+    @bentoml.api(batchable=SETTINGS.batching, max_batch_size=SETTINGS.max_batch_size,
+                 max_latency_ms=SETTINGS.max_latency_ms)
+    def predict(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows of {feature: value} -> one {prediction, probabilities} (or {prediction}) per row."""
+        return self.kit.predict_rows(rows)
+
+    @bentoml.api
+    def predict_file(self, file: Path) -> Path:
+        """A CSV upload -> CSV of predictions, one line per input row."""
+        try:
+            return Response(self.kit.predict_csv(file.read_bytes()), media_type="text/csv")  # type: ignore[return-value]
+        except KitError as exc:
+            return _error(exc)  # type: ignore[return-value]
+
+    @bentoml.api
+    def explain(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Per-feature SHAP values and base value, from the background stored in the bundle."""
+        try:
+            return self.kit.explain(rows)
+        except KitError as exc:
+            return _error(exc)  # type: ignore[return-value]
+
+    @bentoml.api
+    def metadata(self) -> dict[str, Any]:
+        """Tag, metrics, input schema (types, categories), runtime and lineage (also GET)."""
+        return self.kit.metadata()
+
+    @bentoml.api
+    def drift(self) -> dict[str, Any]:
+        """PSI per feature of recent inputs vs the training reference (also GET; gauges on /metrics)."""
+        return self.kit.refresh_gauges()
+
+
+KitService.add_asgi_middleware(serving.GateMiddleware, state=STATE)

@@ -1,0 +1,152 @@
+"""Model store, promotion log, CLI and a built bento served for real (auth on)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from _server import serving, use_bentoml_home
+
+from kit import package
+from kit.bundle import ModelBundle
+from kit.cli import main
+from kit.errors import KitError
+from kit.train import TrainResult
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bentoml_home")
+    use_bentoml_home(path)
+    return path
+
+
+def test_save_records_labels_metadata_and_loads_back(home: Path, bc_bundle: ModelBundle) -> None:
+    import bentoml
+
+    bundle = bc_bundle.with_section("quantization", {"chosen": "onnx-int8", "budget": 0.01,
+                                                     "variants": [{"name": "onnx-int8"}]})
+    tag = package.save(bundle, "bc-meta")
+    info = bentoml.models.get(tag).info
+    assert info.labels["task"] == "binary" and info.labels["dataset"] == "breast_cancer"
+    assert info.labels["runtime"] == "torch" and info.labels["variant"] == "fp32"
+    assert info.labels["gate"] == "unchecked" and info.labels["forced"] == "false"
+    assert info.metadata["metrics"]["test"]["accuracy"] == pytest.approx(bc_bundle.metrics["test"]["accuracy"])
+    assert info.metadata["lineage"]["data_hash"] == bc_bundle.lineage["data_hash"]
+    assert info.metadata["configs"]["train"]["epochs"] == bc_bundle.configs["train"]["epochs"]
+    # only the summary of the quantization section travels in the metadata
+    assert info.metadata["quantization"] == {"chosen": "onnx-int8", "budget": 0.01}
+    loaded = package.load(tag)
+    X = bc_bundle.example(3)
+    np.testing.assert_array_equal(loaded.predict_proba(X), bc_bundle.predict_proba(X))
+
+
+def test_a_failed_gate_is_refused_unless_forced(home: Path, bc_bundle: ModelBundle) -> None:
+    import bentoml
+
+    failing = bc_bundle.with_section("gate", {"passed": False, "reasons": ["accuracy 0.95 < 0.99"]})
+    with pytest.raises(package.GateFailedError, match="accuracy 0.95 < 0.99"):
+        package.save(failing, "bc-gate")
+    tag = package.save(failing, "bc-gate", force=True, reason="demo")
+    info = bentoml.models.get(tag).info
+    assert info.labels["gate"] == "failed" and info.labels["forced"] == "true"
+    assert info.metadata["force"]["reason"] == "demo" and info.metadata["force"]["by"]
+    passing = package.save(bc_bundle.with_section("gate", {"passed": True}), "bc-gate")
+    assert bentoml.models.get(passing).info.labels["gate"] == "passed"
+    with pytest.raises(KitError, match="model name"):
+        package.save(bc_bundle, "Bad Name")
+
+
+def test_promote_and_rollback_follow_the_log(home: Path, bc_bundle: ModelBundle) -> None:
+    v1 = package.save(bc_bundle, "bc-promo")
+    v2 = package.save(bc_bundle, "bc-promo")
+    package.promote(v1, "first")
+    entry = package.promote(v2, "better")
+    assert entry["previous"] == v1 and entry["by"] and entry["at"]
+    assert package.resolve("bc-promo") == v2
+    back = package.rollback("bc-promo", "regression in prod")
+    assert back["tag"] == v1 and back["from"] == v2
+    assert package.resolve("bc-promo") == v1
+    # the log is append-only: four lines, the rollback last, with its reason
+    lines = package.promotions_path().read_text().splitlines()
+    assert '"regression in prod"' in lines[-1]
+    with pytest.raises(KitError, match="nothing to roll back"):
+        package.rollback("bc-promo")
+    states = {m["tag"]: m["promotion"] for m in package.models("bc-promo")}
+    assert states == {v1: "serving", v2: ""}
+
+
+def test_cli_package_models_promote_predict(home: Path, bc_result: TrainResult, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    bc_result.bundle.save(tmp_path / "bundle")
+    assert main(["package", "--bundle", str(tmp_path / "bundle"), "--name", "bc-cli"]) == 0
+    tag = capsys.readouterr().out.strip().splitlines()[-1]
+    assert tag.startswith("bc-cli:")
+    assert main(["promote", tag, "--reason", "cli"]) == 0
+    assert main(["models", "bc-cli"]) == 0
+    assert "serving" in capsys.readouterr().out
+    test_x = bc_result.splits.test.X
+    test_x.assign(target=bc_result.splits.test.y).to_csv(tmp_path / "in.csv", index=False)
+    assert main(["predict", "--tag", tag, str(tmp_path / "in.csv"), str(tmp_path / "out.csv"),
+                 "--chunk-size", "16", "-q"]) == 0
+    out = pd.read_csv(tmp_path / "out.csv")
+    # chunked offline scoring equals the in-process predict path, row for row
+    assert out["prediction"].tolist() == bc_result.bundle.predict(test_x).tolist()
+    assert main(["rollback", "bc-cli"]) == 2  # one promotion only: a clear error, exit 2
+
+
+@pytest.fixture(scope="module")
+def bento(home: Path, bc_bundle: ModelBundle) -> Iterator[dict[str, Any]]:
+    tag = package.save(bc_bundle, "bc-bento")
+    bento_tag = package.build(tag)
+    with serving(None, home, bento=bento_tag, env={"KIT_API_KEY": "s3cret"}) as server:
+        yield {"tag": tag, "bento": bento_tag, "server": server}
+
+
+def test_built_bento_carries_model_and_dockerfile(bento: dict[str, Any]) -> None:
+    import bentoml
+
+    built = bentoml.get(bento["bento"])
+    assert [str(m.tag) for m in built.info.all_models] == [bento["tag"]]
+    assert (Path(built.path) / "env" / "docker" / "Dockerfile").is_file()
+    assert (Path(built.path) / "src" / "kit" / "bundle.py").is_file()
+
+
+def test_built_bento_serves_with_auth(bento: dict[str, Any], bc_result: TrainResult) -> None:
+    url = bento["server"].url
+    rows = bc_result.splits.test.X.head(20).to_dict("records")
+    body = {"rows": rows}
+    assert httpx.post(url + "/predict", json=body, timeout=60).status_code == 401
+    wrong = httpx.post(url + "/predict", json=body, headers={"Authorization": "Bearer nope"}, timeout=60)
+    assert wrong.status_code == 401 and wrong.json()["field"] == "authorization"
+    assert httpx.get(url + "/metadata", timeout=30).status_code == 401
+    assert httpx.get(url + "/metrics", timeout=30).status_code == 401
+    # health probes stay open for orchestrators
+    for probe in ("/healthz", "/livez", "/readyz"):
+        assert httpx.get(url + probe, timeout=30).status_code == 200
+    auth = {"Authorization": "Bearer s3cret"}
+    ok = httpx.post(url + "/predict", json=body, headers=auth, timeout=60)
+    assert ok.status_code == 200
+    assert [r["prediction"] for r in ok.json()] == bc_result.bundle.predict(rows).tolist()
+    meta = httpx.get(url + "/metadata", headers=auth, timeout=30).json()
+    assert meta["tag"] == bento["tag"]  # the tag baked in at build time
+    # no SHAP background in this bundle: a clear 409, never a 500
+    explain = httpx.post(url + "/explain", json={"rows": rows[:2]}, headers=auth, timeout=60)
+    assert explain.status_code == 409 and explain.json()["field"] == "explanation"
+
+
+def test_promote_and_rollback_change_the_served_version(home: Path, bc_bundle: ModelBundle) -> None:
+    v1 = package.save(bc_bundle, "bc-live")
+    v2 = package.save(bc_bundle.with_section("note", {"v": 2}), "bc-live")
+    package.promote(v1, "first")
+    package.promote(v2, "second")
+    with serving(None, home) as server:  # default: the latest promoted version
+        assert httpx.get(server.url + "/metadata", timeout=30).json()["tag"] == v2
+    package.rollback("bc-live", "bad release")
+    with serving(None, home) as server:
+        assert httpx.get(server.url + "/metadata", timeout=30).json()["tag"] == v1
