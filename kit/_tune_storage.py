@@ -1,0 +1,144 @@
+"""Optuna storages for :mod:`kit.tune`: resolve a spec, open it fast or fail fast, never leak a password.
+
+Specs:
+
+* ``None`` → a SQLite file ``<run_dir>/optuna.db`` (the embedded default);
+* any SQLAlchemy URL (``sqlite:///...``, ``postgresql+psycopg2://user:pw@host/db``, ``mysql+pymysql://...``)
+  → :class:`optuna.storages.RDBStorage` with heartbeats and a retry of heartbeat-stale trials;
+* ``journal:PATH`` or a path ending in ``.journal`` → Optuna's journal file storage (append-only
+  log with a file lock; good for many local processes, no heartbeats);
+* a plain path ending in ``.db``/``.sqlite``/``.sqlite3`` → that SQLite file.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
+
+from kit.errors import ConfigError, require
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
+CONNECT_TIMEOUT_S = 10
+"""Seconds a network database gets to accept a connection before the storage is called unreachable."""
+
+SQLITE_TIMEOUT_S = 60
+"""Seconds a SQLite writer waits for the file lock held by another worker."""
+
+MAX_RETRY = 3
+"""How often a trial whose worker died (stale heartbeat) is re-queued."""
+
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)@")
+_QUERY_PW = re.compile(r"(?P<head>[?&](?:password|passwd|pwd)=)(?P<pw>[^&\s]*)", re.IGNORECASE)
+
+
+def _passwords(url: str) -> list[str]:
+    found = [m.group("pw") for m in _USERINFO.finditer(url)] + [m.group("pw") for m in _QUERY_PW.finditer(url)]
+    out: set[str] = set()
+    for pw in found:
+        if pw:
+            out.update({pw, unquote(pw), quote(unquote(pw), safe="")})
+    return sorted(out, key=len, reverse=True)
+
+
+def redact(url: str) -> str:
+    """The storage spec with any password replaced by ``***`` (safe for logs, errors and metadata)."""
+    url = _USERINFO.sub(lambda m: m.group("head") + "***@", url)
+    return _QUERY_PW.sub(lambda m: m.group("head") + "***", url)
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` with every form of ``url``'s password replaced by ``***``."""
+    for pw in _passwords(url):
+        text = text.replace(pw, "***")
+    return text
+
+
+def resolve(storage: str | None, run_dir: str | Path = "runs/tune") -> str:
+    """Turn a storage argument into a canonical spec string (an RDB URL or ``journal:PATH``).
+
+    Args:
+        storage: ``None``, an SQLAlchemy URL, ``journal:PATH``, ``*.journal`` or a SQLite file path.
+        run_dir: Where the default SQLite file lives.
+
+    Returns:
+        The spec; relative SQLite and journal paths become absolute so workers agree on them.
+
+    Raises:
+        ConfigError: If the argument is none of the accepted forms.
+    """
+    if storage is None:
+        return f"sqlite:///{(Path(run_dir) / 'optuna.db').resolve()}"
+    storage = str(storage).strip()
+    if storage.startswith("journal:"):
+        return f"journal:{Path(storage[len('journal:'):]).resolve()}"
+    if "://" in storage:
+        if storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
+            rel = storage[len("sqlite:///"):]
+            if rel and rel != ":memory:":
+                return f"sqlite:///{Path(rel).resolve()}"
+        return storage
+    path = Path(storage)
+    if path.suffix == ".journal":
+        return f"journal:{path.resolve()}"
+    if path.suffix in (".db", ".sqlite", ".sqlite3"):
+        return f"sqlite:///{path.resolve()}"
+    raise ConfigError(
+        f"storage {redact(storage)!r} is not a database URL, journal:PATH, *.journal or *.db path",
+        field="storage")
+
+
+def open_storage(spec: str, heartbeat: int | None = 10) -> BaseStorage:
+    """Open the storage of a resolved spec, failing within :data:`CONNECT_TIMEOUT_S` if unreachable.
+
+    Args:
+        spec: A spec from :func:`resolve`.
+        heartbeat: Heartbeat interval in seconds for RDB storages (``None`` disables); a trial
+            whose worker stops beating for twice that long is marked FAIL and re-queued.
+
+    Returns:
+        The Optuna storage.
+
+    Raises:
+        ConfigError: If the storage cannot be opened; the message never holds the password.
+    """
+    optuna = require("optuna", "tune")
+    if spec.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path(spec[len("journal:"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    kwargs: dict[str, Any] = {}
+    if spec.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
+        path_text = spec.split(":///", 1)[-1]
+        if path_text and path_text != ":memory:":
+            Path(path_text).parent.mkdir(parents=True, exist_ok=True)
+    elif spec.startswith(("postgresql", "mysql")):
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        kwargs["pool_pre_ping"] = True
+    retry_cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) \
+        or optuna.storages.RetryFailedTrialCallback
+    hb: dict[str, Any] = {}
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning,
+                            message=".*(heartbeat|HeartbeatStale|fail_stale).*")
+    if heartbeat:
+        key = "heartbeat_stale_trial_callback" if retry_cls.__name__.startswith("RetryHeartbeat") \
+            else "failed_trial_callback"
+        hb = {"heartbeat_interval": int(heartbeat), "grace_period": 2 * int(heartbeat) + 1,
+              key: retry_cls(max_retry=MAX_RETRY)}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # heartbeat_interval is flagged experimental
+            return optuna.storages.RDBStorage(spec, engine_kwargs=kwargs, **hb)  # type: ignore[no-any-return]
+    except Exception as exc:  # SQLAlchemy / driver errors: unreachable, bad auth, unknown dialect
+        orig = getattr(exc, "orig", None) or exc
+        detail = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        raise ConfigError(f"cannot open the Optuna storage {redact(spec)}: {scrub(detail, spec)}",
+                          field="storage") from None
+
