@@ -1,0 +1,121 @@
+"""Data panel: a built-in dataset or a file (path or upload), target, task, split; the summary."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from kit.config import DataConfig
+from kit.data import BUILTINS
+from kit.errors import DataError
+from kit.ui._base import LAYOUT, STYLE, Panel, table_html
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from kit.data import Dataset
+
+FILE = "(file path or upload)"
+
+
+class DataPanel(Panel):
+    """Choose and load the data; shows rows, columns, missing values and the class balance."""
+
+    title = "Data"
+    step = "data"
+    action = "Load data"
+
+    def controls(self) -> list[Any]:
+        """Source, path, upload, target, task and split controls."""
+        cfg = self.session.data_config
+        builtin = cfg.source in BUILTINS
+        self.source = widgets.Dropdown(options=[*BUILTINS, FILE], value=cfg.source if builtin else FILE,
+                                       description="dataset", style=STYLE, layout=LAYOUT)
+        self.path = widgets.Text(value="" if builtin else cfg.source, placeholder="data/my.csv or .parquet",
+                                 description="file path", style=STYLE, layout=LAYOUT)
+        self.upload = widgets.FileUpload(accept=".csv,.parquet,.pq", multiple=False, description="upload")
+        self.target = widgets.Text(value=cfg.target or "", placeholder="target column (files only)",
+                                   description="target", style=STYLE, layout=LAYOUT)
+        self.task = widgets.Dropdown(options=["auto", "binary", "multiclass", "regression"], value=cfg.task,
+                                     description="task", style=STYLE, layout=LAYOUT)
+        self.valid_size = widgets.FloatSlider(value=cfg.valid_size, min=0.05, max=0.4, step=0.05,
+                                              description="valid share", style=STYLE, layout=LAYOUT)
+        self.test_size = widgets.FloatSlider(value=cfg.test_size, min=0.05, max=0.4, step=0.05,
+                                             description="test share", style=STYLE, layout=LAYOUT)
+        self.seed = widgets.IntText(value=cfg.seed, description="split seed", style=STYLE, layout=LAYOUT)
+        self.upload.observe(self._uploaded, names="value")
+        return [self.source, widgets.HBox([self.path, self.upload]), self.target, self.task,
+                self.valid_size, self.test_size, self.seed]
+
+    def config(self) -> DataConfig:
+        """The DataConfig the controls describe (validated).
+
+        Raises:
+            DataError: When "file" is chosen without a path.
+        """
+        if self.source.value == FILE:
+            if not self.path.value.strip():
+                raise DataError("choose a built-in dataset, type a file path or upload a file", field="source")
+            source = self.path.value.strip()
+        else:
+            source = str(self.source.value)
+        return self.session.data_config.replace(
+            source=source, target=self.target.value.strip() or None, task=self.task.value,
+            valid_size=round(float(self.valid_size.value), 4), test_size=round(float(self.test_size.value), 4),
+            seed=int(self.seed.value))
+
+    def _uploaded(self, change: dict[str, Any]) -> None:
+        """Save an uploaded file under ``output_dir/uploads`` and point the path box at it."""
+        files = change["new"]
+        if not files:
+            return
+        item = files[0]
+        folder = self.session.output_dir / "uploads"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / Path(str(item["name"])).name
+        path.write_bytes(bytes(item["content"]))
+        self.path.value, self.source.value = str(path), FILE
+        self._say(f"uploaded {path.name} ({path.stat().st_size} bytes); set the target column and load it")
+
+    def work(self, cancel: threading.Event) -> Dataset:
+        """Load and split the data into the session."""
+        return self.session.load_data(self.config())
+
+    def depends_on(self) -> tuple[str, ...]:
+        """Re-render when data is (re)loaded elsewhere (e.g. from a bundle)."""
+        return ("data",)
+
+    def render(self) -> None:
+        """Show the summary: shape, split sizes, per-column table and class balance."""
+        ds, splits = self.session.dataset, self.session.splits
+        if ds is None or splits is None:
+            return
+        summary = ds.summary()
+        head = (f"<p><b>{ds.name}</b>: {summary.rows} rows, {summary.features} features, target "
+                f"<code>{ds.target}</code> ({ds.task}); split train {len(splits.train)} / valid "
+                f"{len(splits.valid)} / test {len(splits.test)}; "
+                f"{int(summary.columns['missing'].sum())} missing values</p>")
+        cols = summary.columns.reset_index()[["column", "role", "kind", "dtype", "missing", "unique", "mean"]]
+        rows = [{str(k): v for k, v in r.items() if v is not None} for r in cols.to_dict("records")]
+        self.table.value = head + "<div style='max-height:260px;overflow:auto'>" + table_html(rows, 60) + "</div>"
+
+    def draw(self, fig: Figure) -> bool:
+        """Class balance (classification) or the target's histogram (regression)."""
+        ds = self.session.dataset
+        if ds is None:
+            return False
+        ax = fig.add_subplot()
+        y = ds.frame[ds.target]
+        if ds.task == "regression":
+            ax.hist(y.to_numpy(dtype=float), bins=30, color="#4c72b0")
+            ax.set_xlabel(ds.target)
+            ax.set_ylabel("rows")
+        else:
+            counts = y.value_counts()
+            ax.bar([str(c) for c in counts.index], counts.to_numpy(), color="#4c72b0")
+            ax.set_ylabel("rows")
+        ax.set_title(f"{ds.name}: target {ds.target!r}")
+        return True

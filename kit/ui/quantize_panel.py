@@ -1,0 +1,113 @@
+"""Quantize panel: the variant table, the Pareto plot, an accuracy-budget slider and the chosen variant.
+
+Moving the budget slider re-selects from the same measurements (no re-run) and makes the chosen
+variant's bundle current, so the Package step ships what the panel shows.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from kit.ui._base import LAYOUT, STYLE, Panel, error_text
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from kit.bundle import ModelBundle
+    from kit.quantize import QuantReport, Selection
+
+SMOKE_REPEATS = 20
+COLUMNS = ["status", "metric", "metric_drop", "label_agreement", "p50_batch1", "p99_batch1", "p50_batch64",
+           "size_bytes", "size_ratio"]
+
+
+class QuantizePanel(Panel):
+    """Build fp32 / int8 / fp16 variants side by side and pick the fastest within an accuracy budget."""
+
+    title = "Quantize"
+    step = "quantize"
+    action = "Compare variants"
+
+    def __init__(self, session: Any = None) -> None:
+        self.report: QuantReport | None = None
+        self.selection: Selection | None = None
+        self.source: ModelBundle | None = None
+        super().__init__(session)
+        self.widget.children = (*self.widget.children, self.budget, self.choice)
+
+    def controls(self) -> list[Any]:
+        """Variants, timing repeats and the accuracy budget."""
+        from kit.quantize import VARIANTS
+
+        smoke = self.session.smoke
+        names = list(VARIANTS)
+        default = [n for n in names if n != "ort-fp16"] if smoke else names
+        self.variants = widgets.SelectMultiple(options=names, value=default, rows=len(names), description="variants",
+                                               style=STYLE, layout=LAYOUT)
+        self.repeats = widgets.BoundedIntText(value=SMOKE_REPEATS if smoke else 300, min=1, max=100_000,
+                                              description="timed repeats", style=STYLE, layout=LAYOUT)
+        self.budget = widgets.FloatSlider(value=0.005, min=0.0, max=0.05, step=0.001, readout_format=".3f",
+                                          description="max metric drop", style=STYLE, layout=LAYOUT,
+                                          continuous_update=False)
+        self.choice = widgets.HTML()
+        self.budget.observe(lambda _c: self._reselect(), names="value")
+        return [self.variants, self.repeats]
+
+    def work(self, cancel: threading.Event) -> Selection:
+        """Compare the variants on the test split (calibrating static int8 on training rows), then select."""
+        from kit.quantize import compare
+
+        bundle = self.session.require_bundle()
+        self.session.require_data()
+        splits, ds = self.session.splits, self.session.dataset
+        assert splits is not None and ds is not None
+        y = splits.test.y if ds.task == "regression" else [ds.label_names[i] for i in splits.test.y]  # type: ignore[index]
+        repeats = int(self.repeats.value)
+        self.source = bundle
+        self.report = compare(bundle, splits.test.X, y, list(self.variants.value), calibration=splits.train.X,
+                              repeats=repeats, warmup=max(1, repeats // 10))
+        return self._select()
+
+    def _select(self) -> Selection:
+        from kit.quantize import select
+
+        assert self.report is not None and self.source is not None
+        self.selection = select(self.report, max_metric_drop=float(self.budget.value))
+        chosen = self.source.with_runtime(self.selection)
+        self.session.set_bundle(chosen, "quantize")
+        self.session.record("quantize", {"chosen": self.selection.variant, "reasons": self.selection.reasons,
+                                         "max_metric_drop": self.selection.max_metric_drop,
+                                         "report": self.report.summary()}, self.selection)
+        return self.selection
+
+    def _reselect(self) -> None:
+        if self.report is None or self.job.running:
+            return
+        try:
+            self._select()
+            self._safe_render()
+        except Exception as exc:
+            self._say(error_text(exc), error=True)
+
+    def render(self) -> None:
+        """The variant table and the chosen variant with every reason."""
+        if self.report is None:
+            return
+        frame = self.report.frame[[c for c in COLUMNS if c in self.report.frame.columns]]
+        self.table.value = (f"<p>metric: <b>{self.report.metric}</b> on the test split; latencies in µs</p>"
+                            + frame.to_html(float_format=lambda v: f"{v:.4g}"))
+        if self.selection is not None:
+            reasons = "".join(f"<li>{html.escape(r)}</li>" for r in self.selection.reasons)
+            self.choice.value = f"<p>chosen variant: <b>{self.selection.variant}</b></p><ul>{reasons}</ul>"
+
+    def make_figure(self) -> Figure | None:
+        """Latency against metric per variant, with the Pareto front."""
+        return self.report.plot() if self.report is not None else None
+
+    def summary_html(self) -> str:
+        """Variant table and the choice."""
+        return str(self.table.value) + str(self.choice.value)

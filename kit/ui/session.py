@@ -1,0 +1,225 @@
+"""The one shared state that the panels of the wizard read and write.
+
+A :class:`Session` holds what each step produced (dataset, splits, training result, bundle,
+tuning study, explanation, quantization report, packaged tag, server). Panels never pass
+results to each other directly: a step stores its output here and calls :meth:`Session.notify`,
+and every panel listening re-renders. The session knows nothing about widgets, so notebooks and
+tests use it headless too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kit.config import DataConfig, TrainConfig
+from kit.errors import DataError
+
+if TYPE_CHECKING:
+    from kit.bundle import ModelBundle
+    from kit.data import Dataset, Splits
+    from kit.train import TrainResult
+
+Listener = Callable[[str], None]
+
+
+@dataclass
+class Session:
+    """State shared by the panels of one wizard (or one notebook).
+
+    Attributes:
+        data_config: How the data is loaded and split.
+        train_config: Training settings (the Train panel edits it; "use best parameters" replaces it).
+        output_dir: Where bundles, uploads and ``results.json`` are written.
+        smoke: Tiny epochs/trials everywhere (CI).
+        dataset: The loaded dataset, once the Data step ran.
+        splits: Its train/valid/test splits.
+        result: The last training result.
+        bundle: The current model bundle (trained, tuned, quantized ...).
+        bundle_path: Where the current bundle was last saved.
+        artifacts: Other files a step wrote (name -> path).
+        outputs: Each step's JSON-able summary (step -> dict), merged into ``results.json``.
+        objects: Each step's rich result (tuning result, explanation, quantization report ...).
+        tags: Names a step registered elsewhere (e.g. the model store tag).
+    """
+
+    data_config: DataConfig = field(default_factory=DataConfig)
+    train_config: TrainConfig = field(default_factory=TrainConfig)
+    output_dir: Path = field(default_factory=lambda: Path("runs") / "wizard")
+    smoke: bool = False
+    dataset: Dataset | None = None
+    splits: Splits | None = None
+    result: TrainResult | None = None
+    bundle: ModelBundle | None = None
+    bundle_path: Path | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    objects: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    _listeners: list[Listener] = field(default_factory=list, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.output_dir = Path(self.output_dir)
+
+    # -- events ----------------------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(what)`` whenever a step changes the session (``what`` names the step)."""
+        self._listeners.append(listener)
+
+    def notify(self, what: str) -> None:
+        """Tell every listener that ``what`` changed; a failing listener never breaks the step."""
+        for listener in list(self._listeners):
+            with contextlib.suppress(Exception):  # a display problem must not abort the work
+                listener(what)
+
+    # -- steps -------------------------------------------------------------------------------------
+    def load_data(self, config: DataConfig | None = None) -> Dataset:
+        """Load and split the data and store both.
+
+        Args:
+            config: Replaces :attr:`data_config` when given.
+
+        Returns:
+            The dataset.
+        """
+        from kit.data import load
+
+        config = config or self.data_config
+        dataset = load(config)
+        splits = dataset.split(config.valid_size, config.test_size, config.seed)
+        with self._lock:
+            self.data_config, self.dataset, self.splits = config, dataset, splits
+            self.result = None
+        self.notify("data")
+        return dataset
+
+    def require_data(self) -> Dataset:
+        """The loaded dataset, loading :attr:`data_config` first if needed."""
+        return self.dataset if self.dataset is not None else self.load_data()
+
+    def require_bundle(self) -> ModelBundle:
+        """The current bundle.
+
+        Raises:
+            DataError: If no step has produced a bundle yet.
+        """
+        if self.bundle is None:
+            raise DataError("no model yet: run the Train step (or pass a bundle path) first", field="bundle")
+        return self.bundle
+
+    def set_result(self, result: TrainResult) -> None:
+        """Store a training result and make its bundle current."""
+        with self._lock:
+            self.result = result
+        self.set_bundle(result.bundle, "train")
+
+    def set_bundle(self, bundle: ModelBundle, what: str = "bundle", save: bool = True) -> Path | None:
+        """Make ``bundle`` current and (by default) save it under ``output_dir/bundles/<what>``."""
+        path = None
+        if save:
+            path = bundle.save(self.output_dir / "bundles" / what)
+        with self._lock:
+            self.bundle = bundle
+            if path is not None:
+                self.bundle_path = path
+                self.artifacts[f"bundle_{what}"] = str(path)
+        self.notify(what)
+        return path
+
+    def load_bundle(self, path: str | Path) -> ModelBundle:
+        """Continue from a saved bundle (e.g. the previous notebook's); its data config is reloaded."""
+        from kit.bundle import ModelBundle
+
+        bundle = ModelBundle.load(path)
+        data = bundle.configs.get("data")
+        if data:
+            self.data_config = DataConfig.from_dict(data)
+        train = bundle.configs.get("train")
+        if train:
+            self.train_config = TrainConfig.from_dict(train)
+        self.load_data(self.data_config)
+        with self._lock:
+            self.bundle, self.bundle_path = bundle, Path(path)
+        self.notify("bundle")
+        return bundle
+
+    def record(self, step: str, summary: dict[str, Any], obj: Any = None) -> None:
+        """Store a step's JSON-able summary (and optionally its rich result) and notify."""
+        with self._lock:
+            self.outputs[step] = summary
+            if obj is not None:
+                self.objects[step] = obj
+        self.notify(step)
+
+    # -- results -----------------------------------------------------------------------------------
+    def results(self, notebook: str = "00_quickstart", **extra: Any) -> dict[str, Any]:
+        """Everything ``results.json`` holds: metrics, artifact paths, tags and each step's summary."""
+        bundle = self.bundle
+        out: dict[str, Any] = {
+            "notebook": notebook,
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "smoke": self.smoke,
+            "data": self.data_config.to_dict(),
+            "task": bundle.task if bundle is not None else None,
+            "primary_metric": bundle.primary_metric if bundle is not None else None,
+            "metrics": bundle.metrics if bundle is not None else {},
+            "bundle_path": str(self.bundle_path) if self.bundle_path else None,
+            "artifacts": dict(self.artifacts),
+            "tags": dict(self.tags),
+            "steps": dict(self.outputs),
+        }
+        out.update(extra)
+        return out
+
+    def write_results(self, notebook: str = "00_quickstart", **extra: Any) -> Path:
+        """Write :meth:`results` to ``output_dir/results.json`` and return its path."""
+        return write_results(self.output_dir, self.results(notebook, **extra))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)
+
+
+def write_results(output_dir: str | Path, results: dict[str, Any]) -> Path:
+    """Write ``results`` as ``output_dir/results.json`` (numpy values and paths made JSON-able).
+
+    Args:
+        output_dir: Directory, created when missing.
+        results: Metrics, artifact paths, tags ...
+
+    Returns:
+        The path written.
+    """
+    path = Path(output_dir) / "results.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_finite(json.loads(json.dumps(results, default=_json_default))), indent=2, allow_nan=False)
+    path.write_text(text + "\n")
+    return path
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinite floats replaced by ``None`` (strict JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

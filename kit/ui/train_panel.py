@@ -1,0 +1,180 @@
+"""Train panel: hyperparameters, Train / Stop, a progress bar and a live loss and metric plot."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from kit.config import TrainConfig
+from kit.errors import ConfigError
+from kit.train import Callback, EpochState
+from kit.ui._base import LAYOUT, STYLE, Panel, metrics_html
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from kit.train import TrainResult
+
+SMOKE_EPOCHS = 12
+
+
+class _LiveCallback(Callback):
+    """Feeds the panel every epoch and asks the loop to stop when the cancel flag is set."""
+
+    def __init__(self, panel: TrainPanel, cancel: threading.Event, every_s: float = 1.0) -> None:
+        self.panel, self.cancel, self.every_s = panel, cancel, every_s
+        self.last = 0.0
+        self.drawn = 0
+
+    def on_train_begin(self, config: TrainConfig, n_train: int) -> None:
+        self.panel.live = []
+        self.panel.progress.max, self.panel.progress.value = config.epochs, 0
+
+    def on_epoch_end(self, state: EpochState) -> bool | None:
+        self.panel.live.append(state)
+        self.panel.progress.value = state.epoch
+        self.panel.progress.description = f"epoch {state.epoch}"
+        now = time.perf_counter()
+        if now - self.last >= self.every_s:
+            self.panel.refresh_plot()
+            # Keep drawing under ~20% of the time: a slow machine redraws less often (the first
+            # draw also imports matplotlib, so it does not count).
+            if self.drawn:
+                self.every_s = max(self.every_s, 5 * (time.perf_counter() - now))
+            self.drawn += 1
+            self.last = time.perf_counter()
+            self.panel._say(f"epoch {state.epoch}/{state.epochs}: train loss {state.train_loss:.4f}, "
+                            f"{state.monitor} {state.value:.4f} (best {state.best_value:.4f} "
+                            f"at epoch {state.best_epoch})")
+        return self.cancel.is_set()
+
+
+class TrainPanel(Panel):
+    """Train an MLP on the session's data with live curves; Stop keeps the best weights so far."""
+
+    title = "Train"
+    step = "train"
+    action = "Train"
+
+    def __init__(self, session: Any = None) -> None:
+        self.live: list[EpochState] = []
+        self.training = False
+        super().__init__(session)
+
+    def controls(self) -> list[Any]:
+        """Hyperparameter controls, initialised from ``session.train_config``."""
+        self.epochs = widgets.BoundedIntText(min=1, max=100_000, description="max epochs", style=STYLE,
+                                             layout=LAYOUT)
+        self.patience = widgets.BoundedIntText(min=0, max=10_000, description="patience", style=STYLE,
+                                               layout=LAYOUT)
+        self.lr = widgets.FloatLogSlider(base=10, min=-5, max=-0.5, step=0.1, readout_format=".1e",
+                                         description="learning rate", style=STYLE, layout=LAYOUT)
+        self.hidden = widgets.Text(description="hidden widths", placeholder="128,64", style=STYLE, layout=LAYOUT)
+        self.dropout = widgets.FloatSlider(min=0.0, max=0.9, step=0.05, description="dropout", style=STYLE,
+                                           layout=LAYOUT)
+        self.batch_size = widgets.Dropdown(options=[16, 32, 64, 128, 256, 512], description="batch size",
+                                           style=STYLE, layout=LAYOUT)
+        self.seed = widgets.IntText(description="seed", style=STYLE, layout=LAYOUT)
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="epoch 0", style=STYLE,
+                                            layout=LAYOUT)
+        self.sync_controls()
+        return [self.epochs, self.patience, self.lr, self.hidden, self.dropout, self.batch_size, self.seed,
+                self.progress]
+
+    def sync_controls(self) -> None:
+        """Show ``session.train_config`` in the controls (after "use best parameters", a bundle ...)."""
+        cfg = self.session.train_config
+        self.epochs.value = min(cfg.epochs, SMOKE_EPOCHS) if self.session.smoke else cfg.epochs
+        self.patience.value = cfg.patience
+        self.lr.value = cfg.lr
+        self.hidden.value = ",".join(str(h) for h in cfg.hidden)
+        self.dropout.value = cfg.dropout
+        if cfg.batch_size not in self.batch_size.options:
+            self.batch_size.options = sorted({*self.batch_size.options, cfg.batch_size})
+        self.batch_size.value = cfg.batch_size
+
+    def config(self) -> TrainConfig:
+        """The TrainConfig the controls describe (validated).
+
+        Raises:
+            ConfigError: On a malformed hidden-widths text or an invalid value.
+        """
+        try:
+            hidden = tuple(int(h) for h in self.hidden.value.replace(" ", "").split(",") if h)
+        except ValueError:
+            raise ConfigError(f"hidden widths must be integers separated by commas, but got "
+                              f"{self.hidden.value!r}", field="hidden") from None
+        return self.session.train_config.replace(
+            epochs=int(self.epochs.value), patience=int(self.patience.value), lr=float(self.lr.value),
+            hidden=hidden, dropout=round(float(self.dropout.value), 4), batch_size=int(self.batch_size.value),
+            seed=int(self.seed.value))
+
+    def work(self, cancel: threading.Event) -> TrainResult:
+        """Train with the panel's config on the session's data and store the result."""
+        from kit.train import train
+
+        config = self.config()
+        dataset = self.session.require_data()
+        self.session.train_config = config
+        self.training = True
+        try:
+            result = train(dataset, config, data_config=self.session.data_config, splits=self.session.splits,
+                           callbacks=[_LiveCallback(self, cancel)])
+        finally:
+            self.training = False
+        self.session.set_result(result)
+        self.session.record("train", {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
+                                      "stopped": result.stopped, "config": config.to_dict(),
+                                      "metrics": result.bundle.metrics})
+        return result
+
+    def depends_on(self) -> tuple[str, ...]:
+        """Re-render on a new result or new hyperparameters."""
+        return ("train", "train_config", "bundle")
+
+    def _changed(self, what: str) -> None:
+        if what == "train_config" and not self.job.running:
+            self.sync_controls()
+        super()._changed(what)
+
+    def render(self) -> None:
+        """Show the metrics table of the current bundle."""
+        result, bundle = self.session.result, self.session.bundle
+        if bundle is None:
+            return
+        head = ""
+        if result is not None:
+            head = (f"<p>best epoch {result.best_epoch} of {len(result.history)} ({result.stopped}); "
+                    f"primary metric <b>{bundle.primary_metric}</b> = "
+                    f"{bundle.metrics.get('test', {}).get(bundle.primary_metric, float('nan')):.4f} (test)</p>")
+        self.table.value = head + metrics_html(bundle.metrics)
+
+    def history(self) -> list[dict[str, float]]:
+        """Per-epoch rows to plot: the live run while training, else the current bundle's history."""
+        if self.training:
+            return [s.as_dict() for s in self.live]
+        if self.session.result is not None:
+            return self.session.result.history
+        return self.session.bundle.history if self.session.bundle is not None else []
+
+    def draw(self, fig: Figure) -> bool:
+        """Train and valid loss (left) and the monitored metric (right) per epoch."""
+        rows = self.history()
+        if not rows:
+            return False
+        epochs = [r["epoch"] for r in rows]
+        ax1, ax2 = fig.subplots(1, 2)
+        ax1.plot(epochs, [r["train_loss"] for r in rows], label="train loss")
+        ax1.plot(epochs, [r["valid_loss"] for r in rows], label="valid loss")
+        ax1.set_xlabel("epoch")
+        ax1.legend()
+        skip = {"epoch", "train_loss", "valid_loss", "lr", "elapsed"}
+        name = next((k for k in rows[0] if k not in skip), None)
+        if name is not None:
+            ax2.plot(epochs, [r[name] for r in rows], color="#c44e52")
+            ax2.set_title(f"valid {name}")
+            ax2.set_xlabel("epoch")
+        return True

@@ -1,0 +1,166 @@
+"""Tune panel: trials, timeout, pruner and storage; a live trial table and history; "use best parameters".
+
+The study runs through :func:`kit.tune.tune` one trial target at a time (``n_trials=1, 2, ...``
+on the same study, which resumes), so the table updates after every trial and Stop takes effect
+at the next trial boundary. The final call retrains the best configuration into a bundle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from kit.errors import KitError
+from kit.ui._base import LAYOUT, STYLE, Panel, table_html
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from kit.tune import TuneResult
+
+SMOKE_TRIALS = 2
+SMOKE_TRIAL_EPOCHS = 6
+
+
+class TunePanel(Panel):
+    """Search hyperparameters with Optuna on the session's data; adopt the best with one click."""
+
+    title = "Tune"
+    step = "tune"
+    action = "Tune"
+
+    def __init__(self, session: Any = None) -> None:
+        self.trials: list[dict[str, Any]] = []
+        self.result: TuneResult | None = None
+        super().__init__(session)
+
+    def controls(self) -> list[Any]:
+        """Trials, timeout, pruner, storage, study name and epochs per trial."""
+        from kit.tune import PRUNERS
+
+        smoke = self.session.smoke
+        self.n_trials = widgets.BoundedIntText(value=SMOKE_TRIALS if smoke else 20, min=1, max=10_000,
+                                               description="trials", style=STYLE, layout=LAYOUT)
+        self.timeout = widgets.BoundedFloatText(value=0, min=0, max=1e6, description="timeout s (0 = none)",
+                                                style=STYLE, layout=LAYOUT)
+        self.pruner = widgets.Dropdown(options=list(PRUNERS), value="median", description="pruner", style=STYLE,
+                                       layout=LAYOUT)
+        self.storage = widgets.Text(value="", placeholder="empty: SQLite file in the output folder",
+                                    description="storage", style=STYLE, layout=LAYOUT)
+        self.study_name = widgets.Text(value="", placeholder="empty: a new study", description="study name",
+                                       style=STYLE, layout=LAYOUT)
+        self.trial_epochs = widgets.BoundedIntText(value=SMOKE_TRIAL_EPOCHS if smoke else 60, min=1, max=100_000,
+                                                   description="epochs per trial", style=STYLE, layout=LAYOUT)
+        self.use_best = widgets.Button(description="Use best parameters", icon="check", disabled=True)
+        self.use_best.on_click(lambda _b: self.adopt())
+        return [self.n_trials, self.timeout, self.pruner, self.storage, self.study_name, self.trial_epochs,
+                self.use_best]
+
+    def work(self, cancel: threading.Event) -> TuneResult:
+        """Run the study trial by trial until the target, the timeout or Stop; retrain the best."""
+        from kit.tune import tune
+
+        data_config = self.session.data_config
+        self.session.require_data()
+        base = self.session.train_config.replace(epochs=int(self.trial_epochs.value),
+                                                 patience=min(self.session.train_config.patience,
+                                                              int(self.trial_epochs.value)))
+        name = self.study_name.value.strip() or f"wizard-{data_config.source.split('/')[-1]}-" \
+                                                 f"{dt.datetime.now():%Y%m%d-%H%M%S}"
+        self.study_name.value = name
+        options: dict[str, Any] = {"storage": self.storage.value.strip() or None, "study_name": name,
+                                   "pruner": self.pruner.value, "config": base,
+                                   "run_dir": self.session.output_dir / "tune"}
+        target = int(self.n_trials.value)
+        deadline = time.monotonic() + float(self.timeout.value) if self.timeout.value else math.inf
+        self.trials, self.result = [], None
+        finished = 0
+        for k in range(1, target + 1):
+            if cancel.is_set() or time.monotonic() >= deadline:
+                break
+            try:
+                # seed + k: every call builds a fresh sampler, so each step gets its own seed.
+                res = tune(data_config, n_trials=k, seed=k, retrain=False, **options)
+            except KitError as exc:
+                if type(exc) is not KitError:  # bad settings: ConfigError, DataError ...
+                    raise
+                continue  # no trial completed yet (all pruned or failed): keep going
+            finally:
+                self._say(f"trial {k} of {target} finished")
+            self._update(res)
+            finished = k
+        if finished == 0:
+            raise KitError("tuning stopped before any trial completed", field="n_trials")
+        self._say(f"retraining the best of {len(self.trials)} trials ...")
+        result = tune(data_config, n_trials=finished, seed=finished, retrain=True, **options)
+        self._update(result)
+        self.session.record("tune", result.summary(), result)
+        return result
+
+    def _update(self, res: TuneResult) -> None:
+        self.result = res
+        rows = []
+        for t in res.study.get_trials(deepcopy=False):
+            seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and \
+                t.datetime_start else None
+            rows.append({"trial": t.number, "state": t.state.name, res.metric: t.value if t.value is not None
+                         else "", **{k: round(v, 6) if isinstance(v, float) else v for k, v in t.params.items()},
+                         "seconds": round(seconds, 1) if seconds is not None else ""})
+        self.trials = rows
+        self._safe_render()
+
+    def adopt(self) -> None:
+        """Make the best trial's config the session's TrainConfig and its retrained bundle current."""
+        if self.result is None:
+            return
+        self.session.train_config = self.result.best_config
+        if self.result.bundle is not None:
+            self.session.set_bundle(self.result.bundle, "tune")
+        self.session.notify("train_config")
+        self._say(f"using trial {self.result.best_trial}'s parameters ({self.result.metric} "
+                  f"{self.result.best_value:.4f}) in Train")
+
+    def _finished(self, result: Any, seconds: float) -> None:
+        super()._finished(result, seconds)
+        self.use_best.disabled = self.result is None or self.result.bundle is None
+
+    def render(self) -> None:
+        """The trial table (best first line) and the best parameters."""
+        res = self.result
+        if res is None:
+            return
+        head = (f"<p>study <code>{res.study.study_name}</code> on <code>{res.storage}</code>: "
+                f"{res.counts()}; best trial {res.best_trial}, {res.metric} = {res.best_value:.4f}</p>")
+        self.table.value = head + "<div style='max-height:240px;overflow:auto'>" + table_html(self.trials, 200) \
+            + "</div>"
+
+    def draw(self, fig: Figure) -> bool:
+        """Each completed trial's value and the best so far."""
+        res = self.result
+        done = [r for r in self.trials if r["state"] == "COMPLETE"]
+        if res is None or not done:
+            return False
+        ax = fig.add_subplot()
+        xs = [r["trial"] for r in done]
+        ys = [float(r[res.metric]) for r in done]
+        better = max if res.direction == "maximize" else min
+        best = [better(ys[: i + 1]) for i in range(len(ys))]
+        ax.scatter(xs, ys, label="trial", alpha=0.7)
+        ax.step(xs, best, where="post", color="#c44e52", label="best so far")
+        ax.set_xlabel("trial")
+        ax.set_ylabel(f"valid {res.metric}")
+        ax.legend()
+        return True
+
+    def summary_html(self) -> str:
+        """Trial table plus the best parameters."""
+        res = self.result
+        if res is None:
+            return ""
+        params = table_html([{"parameter": k, "best": v} for k, v in res.best_params.items()])
+        return str(self.table.value) + params

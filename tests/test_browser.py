@@ -1,0 +1,141 @@
+"""The wizard in a real JupyterLab, driven by headless Chromium (Playwright's Python package).
+
+JupyterLab runs on a free 127.0.0.1 port without a token, with a temporary root holding a copy of
+the notebooks (autorun off, smoke on: the test clicks the steps itself). The test runs all cells,
+loads the data, trains, explains, and checks what the page shows. Screenshots go to
+tests/artifacts/ (and the Train view to docs/wizard.png for the README).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+pytestmark = pytest.mark.browser
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A JupyterLab server on 127.0.0.1 over a temporary root with the notebooks; yields its URL."""
+    root = tmp_path_factory.mktemp("lab")
+    (root / "notebooks").mkdir()
+    source = (ROOT / "notebooks" / "00_quickstart.ipynb").read_text()
+    # The copy waits for clicks (autorun off) and uses smoke-sized steps.
+    source = source.replace("autorun: bool = True", "autorun: bool = False").replace(
+        "smoke: bool = False", "smoke: bool = True")
+    assert "autorun: bool = False" in source and "smoke: bool = True" in source
+    (root / "notebooks" / "00_quickstart.ipynb").write_text(source)
+    port = free_port()
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(root / ".runtime"), "JUPYTER_CONFIG_DIR": str(root / ".config"),
+           "BENTOML_HOME": str(root / ".bentoml")}
+    lab_bin = Path(sys.executable).parent / "jupyter-lab"
+    log = (root / "lab.log").open("wb")
+    proc = subprocess.Popen(
+        [str(lab_bin), "--no-browser", "--allow-root", f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
+         "--ServerApp.token=", "--ServerApp.password=", f"--ServerApp.root_dir={root}",
+         "--ServerApp.port_retries=0", f"--LabApp.workspaces_dir={root / '.workspaces'}",
+         "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/status", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None, (root / "lab.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "JupyterLab did not start in 90 s"
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        log.close()
+
+
+def test_wizard_in_jupyterlab_trains_and_explains(lab: str):
+    from playwright.sync_api import expect, sync_playwright
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian chromium is required (.ci/run installs it)"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(f"{lab}/lab/tree/notebooks/00_quickstart.ipynb", timeout=120_000)
+            page.locator(".jp-Notebook").first.wait_for(timeout=120_000)
+            # JupyterLab may ask which kernel to start (fresh config dir): take the notebook's python3.
+            select = page.locator(".jp-Dialog button", has_text="Select")
+            try:
+                select.wait_for(timeout=15_000)
+                select.click()
+            except Exception:
+                pass
+            expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first).to_be_attached(
+                timeout=120_000)
+            page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+            page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
+
+            # Step 1: load the data with the panel's button.
+            load = page.locator("button.widget-button", has_text="Load data")
+            load.wait_for(timeout=120_000)
+            load.scroll_into_view_if_needed()
+            load.click()
+            expect(page.get_by_text("569 rows").first).to_be_visible(timeout=60_000)
+
+            # Step 2: train; the metrics table and the live plot appear, the header shows the model.
+            page.locator(".lm-TabBar-tab", has_text="2. Train").first.click()
+            page.locator("button.widget-button", has_text="Train").first.click()
+            expect(page.get_by_text("best epoch").first).to_be_visible(timeout=240_000)
+            expect(page.locator("text=done in >> visible=true").first).to_be_visible(timeout=60_000)  # plot first
+            expect(page.get_by_text("model: accuracy").first).to_be_visible()
+            train_plot = page.locator(".widget-image:visible")
+            expect(train_plot.first).to_be_visible()
+            assert train_plot.first.bounding_box()["height"] > 100
+            no_news = page.locator(".jp-toast-button", has_text="No")
+            if no_news.count():
+                no_news.first.click()
+            page.set_viewport_size({"width": 1400, "height": 1700})
+            wizard = page.locator(".jp-OutputArea-output", has_text="kit wizard").first
+            wizard.evaluate("e => e.scrollIntoView({block: 'start'})")
+            wizard.screenshot(path=str(ARTIFACTS / "wizard-train.png"))
+            docs = ROOT / "docs"
+            docs.mkdir(exist_ok=True)
+            shutil.copyfile(ARTIFACTS / "wizard-train.png", docs / "wizard.png")
+            page.set_viewport_size({"width": 1400, "height": 1000})
+
+            # Step 4: explain the trained model; the method and the additivity check are shown.
+            page.locator(".lm-TabBar-tab", has_text="4. Explain").first.click()
+            page.locator("button.widget-button", has_text="Explain").first.click()
+            expect(page.get_by_text("additivity error").first).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("row 0: output").first).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "wizard-explain.png"))
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "wizard-last.png"))
+            browser.close()

@@ -1,0 +1,169 @@
+"""Every notebook under papermill with smoke=True (through `kit run`), judged by its results.json.
+
+One `kit run --smoke` over notebooks/ (session-scoped, chained the way `kit run` chains them),
+then one test per notebook asserting on what it wrote: metric floors, files that exist, store tags
+that resolve. The failure notebooks under tests/notebooks/ check that `kit run` names the
+notebook and cell that failed, and refuses unknown or mistyped parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kit.bundle import ModelBundle
+from kit.cli import main
+from kit.runner import Report, discover, run_notebooks
+
+ROOT = Path(__file__).resolve().parents[1]
+FAILURES = Path(__file__).resolve().parent / "notebooks"
+FLOOR = 0.9  # breast_cancer accuracy floor, even for smoke-sized training
+
+
+@pytest.fixture(scope="module")
+def bento_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private BentoML store for the notebooks' kernels."""
+    return tmp_path_factory.mktemp("bentoml")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory, bento_home: Path) -> Iterator[Report]:
+    """`kit run --smoke` over all notebooks, with a private BentoML store."""
+    home = bento_home
+    old = os.environ.get("BENTOML_HOME")
+    os.environ["BENTOML_HOME"] = str(home)  # the kernels inherit it
+    try:
+        yield run_notebooks(discover(folder=ROOT / "notebooks"), smoke=True,
+                            out=tmp_path_factory.mktemp("reports"), echo=False)
+    finally:
+        if old is None:
+            os.environ.pop("BENTOML_HOME", None)
+        else:
+            os.environ["BENTOML_HOME"] = old
+
+
+def results(report: Report, name: str) -> dict:
+    run = next(r for r in report.runs if r.name == name)
+    assert run.ok, run.error
+    # The executed notebook and its HTML report are kept, whatever the notebook.
+    assert run.executed.exists() and run.html is not None and run.html.stat().st_size > 10_000
+    return json.loads((run.output_dir / "results.json").read_text())
+
+
+def store_has(home: Path, kind: str, tag: str) -> bool:
+    """Whether a BentoML model or bento tag resolves in the store at ``home`` (its folder exists)."""
+    name, version = tag.split(":")
+    return (home / kind / name / version / ("model.yaml" if kind == "models" else "bento.yaml")).is_file()
+
+
+def test_every_notebook_ran_and_the_index_links_them(report: Report):
+    assert report.ok, [r.error for r in report.runs if not r.ok]
+    assert [r.name for r in report.runs] == ["00_quickstart", "01_data_train", "02_tune", "03_explain",
+                                             "04_quantize", "05_package_serve"]
+    index = report.index.read_text()
+    assert all(f"{r.name}.html" in index for r in report.runs)
+    summary = json.loads((report.folder / "summary.json").read_text())
+    assert summary["ok"] and all(nb["parameters"]["smoke"] is True for nb in summary["notebooks"])
+
+
+def test_chaining_passes_each_bundle_to_the_next_notebook(report: Report):
+    by_name = {r.name: r for r in report.runs}
+    first = json.loads((by_name["01_data_train"].output_dir / "results.json").read_text())
+    # 02_tune declares bundle_path and got the bundle 01_data_train wrote; 03 got the tuned one.
+    assert by_name["02_tune"].parameters["bundle_path"] == first["bundle_path"]
+    tuned = json.loads((by_name["02_tune"].output_dir / "results.json").read_text())
+    assert by_name["03_explain"].parameters["bundle_path"] == tuned["bundle_path"]
+
+
+def test_quickstart_wizard_ran_every_step(report: Report, bento_home: Path):
+    res = results(report, "00_quickstart")
+    assert res["metrics"]["test"]["accuracy"] >= FLOOR
+    assert set(res["steps"]) >= {"train", "tune", "explain", "quantize", "package"}
+    assert res["missing_steps"] == []
+    # The served answer equals the notebook's predictions, and the store tags exist on disk.
+    assert res["steps"]["package"]["matches_notebook"] is True
+    assert store_has(bento_home, "models", res["tags"]["model"])
+    assert store_has(bento_home, "bentos", res["tags"]["bento"])
+    run = next(r for r in report.runs if r.name == "00_quickstart")
+    html = run.html.read_text()  # type: ignore[union-attr]
+    # Widget state is embedded in the HTML report, and the static fallbacks are there too.
+    assert "application/vnd.jupyter.widget-state+json" in html
+    assert "Quantize" in html and "chosen variant" in html
+    assert Path(res["bundle_path"]).is_dir()
+
+
+def test_data_train_notebook(report: Report):
+    res = results(report, "01_data_train")
+    assert res["metrics"]["test"]["accuracy"] >= FLOOR and res["train"]["epochs_run"] <= 15
+    bundle = ModelBundle.load(res["bundle_path"])
+    assert bundle.metrics == res["metrics"]
+    assert len(bundle.predict(bundle.example(3))) == 3
+
+
+def test_tune_notebook(report: Report):
+    res = results(report, "02_tune")
+    assert sum(res["tuning"]["n_trials"].values()) >= 3
+    assert res["metrics"]["test"]["accuracy"] >= FLOOR
+    assert Path(res["artifacts"]["plots"]).stat().st_size > 1000
+    # The tuned bundle says which study and trial it came from.
+    assert ModelBundle.load(res["bundle_path"]).sections["tuning"]["best_trial"] == res["tuning"]["best_trial"]
+
+
+def test_explain_notebook(report: Report):
+    res = results(report, "03_explain")
+    ex = res["explanation"]
+    assert ex["additivity_error"] <= ex["tolerance"]
+    assert len(res["top_features"]) == 5
+    assert Path(res["artifacts"]["importance_plot"]).exists()
+    assert "explanation" in ModelBundle.load(res["bundle_path"]).sections
+
+
+def test_quantize_notebook(report: Report):
+    res = results(report, "04_quantize")
+    chosen = ModelBundle.load(res["bundle_path"])
+    assert chosen.runtime_info["variant"] == res["chosen"] or (res["chosen"] == "torch-fp32"
+                                                              and chosen.runtime_info["name"] == "torch")
+    assert res["metrics"]["test"]["accuracy"] >= FLOOR and res["agreement_with_fp32"] >= 0.95
+    assert Path(res["artifacts"]["pareto_plot"]).exists()
+
+
+def test_package_serve_notebook(report: Report, bento_home: Path):
+    res = results(report, "05_package_serve")
+    # The served answer equals the notebook's predictions; the gate ran; both tags resolve.
+    assert res["served"]["matches_notebook"] is True and len(res["served"]["response"]) == 2
+    assert res["gate"] in (True, False)
+    assert store_has(bento_home, "models", res["tags"]["model"])
+    assert store_has(bento_home, "bentos", res["tags"]["bento"])
+
+
+def test_broken_cell_exits_nonzero_naming_notebook_and_cell(tmp_path: Path, capsys):
+    code = main(["run", "--notebooks", str(FAILURES / "broken_cell.ipynb"), "--out", str(tmp_path), "--no-html"])
+    err = capsys.readouterr().err
+    assert code == 1
+    # The author's 4th cell (markdown, parameters, setup, then the raise) is named, with the error.
+    assert "broken_cell.ipynb" in err and "cell 4" in err and "ValueError: boom after 2 items" in err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-p", "cuont", "3"], "unknown parameter 'cuont'"),
+    (["-p", "count", "three"], "parameter count is int, but got 'three'"),
+    (["-p", "output_dir", "x"], "output_dir is set by kit run"),
+])
+def test_bad_parameters_are_errors_before_anything_runs(tmp_path: Path, capsys, args: list[str], message: str):
+    code = main(["run", "--notebooks", str(FAILURES / "tiny.ipynb"), "--out", str(tmp_path), *args])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before a report folder was made
+
+
+def test_parameters_are_typed_and_yaml_sections_reach_one_notebook(tmp_path: Path):
+    params = tmp_path / "params.yaml"
+    params.write_text("ratio: 2\ntiny:\n  label: from-yaml\n")
+    code = main(["run", "--notebooks", str(FAILURES / "tiny.ipynb"), "--out", str(tmp_path / "r"), "--no-html",
+                 "--params", str(params), "-p", "count", "7", "--smoke"])
+    assert code == 0
+    res = json.loads(next((tmp_path / "r").glob("*/tiny/results.json")).read_text())
+    assert res == {"count": 7, "ratio": 2.0, "label": "from-yaml", "smoke": True}
