@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "kit.gate",
     "kit.package",
     "kit.runner",
+    "kit.demo",
 )
 """Modules that define ``register_cli``; a module not present in this install is skipped."""
 
@@ -59,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KitError as exc:
         where = ", ".join(f"{k}={v}" for k, v in (("file", exc.file), ("field", exc.field), ("row", exc.row))
                           if v is not None)
-        print(f"kit {args.command}: error: {exc.message}" + (f" [{where}]" if where else ""), file=sys.stderr)
+        message = " ".join(exc.message.split())  # one line, even when a parser's message has several
+        print(f"kit {args.command}: error: {message}" + (f" [{where}]" if where else ""), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"kit {args.command}: interrupted", file=sys.stderr)

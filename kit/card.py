@@ -1,0 +1,283 @@
+"""Model card: what a bundle is, how it was made and how far to trust it, in Markdown and HTML.
+
+Everything comes from the bundle itself (its manifest sections), so a card can be written for
+any saved bundle, also long after training::
+
+    from kit.card import card, write_card
+
+    card(bundle).markdown()                 # str
+    write_card(bundle, "runs/bc/card")      # MODEL_CARD.md + model_card.html
+
+Sections: overview, intended use and limits, data (with the input schema), metrics, training,
+tuning, explanations, quantization, release gate, lineage. A section the bundle does not have
+says which step would add it. Both formats render from one list of blocks, so they never disagree.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kit.bundle import ModelBundle
+
+MARKDOWN_FILE = "MODEL_CARD.md"
+HTML_FILE = "model_card.html"
+MAX_ROWS = 25
+MAX_SCHEMA = 100
+
+
+@dataclass
+class Block:
+    """One piece of a card: ``kind`` is ``h1``, ``h2``, ``p``, ``list`` or ``table``."""
+
+    kind: str
+    text: str = ""
+    items: list[str] = field(default_factory=list)
+    headers: list[str] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+
+
+@dataclass
+class ModelCard:
+    """A rendered-on-demand model card."""
+
+    title: str
+    blocks: list[Block]
+
+    def markdown(self) -> str:
+        """The card as GitHub-flavoured Markdown."""
+        out: list[str] = []
+        for b in self.blocks:
+            if b.kind in ("h1", "h2"):
+                out.append(f"{'#' if b.kind == 'h1' else '##'} {b.text}")
+            elif b.kind == "p":
+                out.append(b.text)
+            elif b.kind == "list":
+                out.append("\n".join(f"- {_md(i)}" for i in b.items))
+            else:
+                out.append("\n".join([
+                    "| " + " | ".join(_md(h) for h in b.headers) + " |",
+                    "|" + "|".join("---" for _ in b.headers) + "|",
+                    *("| " + " | ".join(_md(_fmt(v)) for v in row) + " |" for row in b.rows)]))
+        return "\n\n".join(out) + "\n"
+
+    def html(self) -> str:
+        """The card as one self-contained HTML page (inline CSS, no scripts)."""
+        body: list[str] = []
+        for b in self.blocks:
+            if b.kind in ("h1", "h2"):
+                body.append(f"<{b.kind}>{html.escape(b.text)}</{b.kind}>")
+            elif b.kind == "p":
+                body.append(f"<p>{html.escape(b.text)}</p>")
+            elif b.kind == "list":
+                body.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in b.items) + "</ul>")
+            else:
+                head = "".join(f"<th>{html.escape(h)}</th>" for h in b.headers)
+                rows = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+                               for row in b.rows)
+                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(self.title)}"
+                f"</title><style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+    def _repr_html_(self) -> str:
+        page = self.html()
+        return page[page.index("<body>") + len("<body>"): page.rindex("</body>")]
+
+
+_CSS = ("body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;line-height:1.45;color:#1f2328}"
+        "table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #d0d7de;padding:3px 8px;"
+        "text-align:left;vertical-align:top}th{background:#f6f8fa}h2{border-bottom:1px solid #d0d7de}")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_fmt(v) for v in value)
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _pairs(values: Mapping[str, Any], skip: Iterable[str] = ()) -> Block:
+    left_out = set(skip)
+    return Block("table", headers=["field", "value"],
+                 rows=[[k, v] for k, v in values.items() if k not in left_out])
+
+
+def _records(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, limit: int = MAX_ROWS) -> Block:
+    columns = list(columns or dict.fromkeys(k for r in rows for k in r))
+    shown = [[r.get(c) for c in columns] for r in rows[:limit]]
+    return Block("table", headers=columns, rows=shown)
+
+
+def _absent(step: str, how: str) -> Block:
+    return Block("p", f"No {step} recorded in this bundle ({how}).")
+
+
+# -- sections --------------------------------------------------------------------------------------
+def _overview(b: ModelBundle) -> list[Block]:
+    gate = b.sections.get("gate")
+    status = "not run" if not isinstance(gate, dict) else ("passed" if gate.get("passed") else "FAILED")
+    info = b.runtime_info
+    rows = {"task": b.task, "target": b.target, "labels": b.label_names, "features": len(b.feature_names),
+            "network": f"{b.spec.get('name', 'mlp')} hidden={b.spec.get('hidden')}",
+            "runtime": f"{info.get('name')}/{info.get('variant', 'fp32')}", "release gate": status,
+            "created": b.lineage.get("created_at"), "kit version": b.lineage.get("kit_version")}
+    test = b.metrics.get("test", {})
+    headline = b.primary_metric
+    text = (f"A {b.task} model predicting {b.target!r} from {len(b.feature_names)} features"
+            + (f"; test {headline} {test[headline]:.4f}." if headline in test else "."))
+    return [Block("p", text), _pairs(rows)]
+
+
+def _intended_use(b: ModelBundle) -> list[Block]:
+    items = [f"Inputs must follow the schema below; rows with missing or extra columns, text in numeric columns "
+             f"or unseen categories are refused (unknown_category={b.preprocessor.unknown_category!r}).",
+             "Predictions are only as representative as the training data: check drift (PSI against the stored "
+             "reference) before trusting them on a new population.",
+             "Missing values are imputed with training medians/modes; see the gate's missing-value robustness."]
+    gate = b.sections.get("gate")
+    if isinstance(gate, dict):
+        items += [f"Gate check {c['name']} failed: {c['reason']}" for c in gate.get("checks", []) if not c["passed"]]
+    n_test = (gate or {}).get("data", {}).get("test_rows") if isinstance(gate, dict) else None
+    if n_test is not None and n_test < 100:
+        items.append(f"The test split has only {n_test} rows: metrics carry wide confidence intervals.")
+    return [Block("list", items=items)]
+
+
+def _data(b: ModelBundle) -> list[Block]:
+    cfg = b.configs.get("data", {})
+    lin = b.lineage
+    rows = {"source": cfg.get("source", lin.get("data_name")), "rows": lin.get("data_rows"),
+            "sha256": lin.get("data_hash"), "split (valid / test)": f"{cfg.get('valid_size')} / {cfg.get('test_size')}",
+            "split seed": cfg.get("seed", lin.get("split_seed"))}
+    schema = [{"feature": f["name"], "kind": f["kind"],
+               "median or categories": f.get("median") if f["kind"] == "numeric" else f.get("categories")}
+              for f in b.preprocessor.schema()]
+    more = [Block("p", f"Schema: first {MAX_SCHEMA} of {len(schema)} features.")] if len(schema) > MAX_SCHEMA else []
+    return [_pairs(rows), *more, _records(schema, limit=MAX_SCHEMA)]
+
+
+def _metrics(b: ModelBundle) -> list[Block]:
+    if not b.metrics:
+        return [_absent("metrics", "train with kit.train")]
+    splits = list(b.metrics)
+    names = list(dict.fromkeys(k for s in splits for k in b.metrics[s]))
+    return [Block("table", headers=["metric", *splits], rows=[[n, *(b.metrics[s].get(n) for s in splits)]
+                                                                 for n in names])]
+
+
+def _training(b: ModelBundle) -> list[Block]:
+    train = b.configs.get("train")
+    if not train:
+        return [_absent("training config", "train with kit.train")]
+    run = {k: b.lineage.get(k) for k in ("best_epoch", "epochs_run", "stopped", "device")}
+    return [_pairs({**train, **run}, skip=("extra",))]
+
+
+def _tuning(b: ModelBundle) -> list[Block]:
+    t = b.sections.get("tuning")
+    if not isinstance(t, dict):
+        return [_absent("tuning", "kit tune / kit.tune.tune")]
+    keep = ("study_name", "storage", "metric", "direction", "n_trials", "best_trial", "best_value", "pruner",
+            "sampler", "seed")
+    blocks = [_pairs({k: t[k] for k in keep if k in t})]
+    if isinstance(t.get("params"), Mapping):
+        blocks += [Block("p", "Best parameters:"), _pairs(t["params"])]
+    return blocks
+
+
+def _explanations(b: ModelBundle) -> list[Block]:
+    e = b.sections.get("explanation")
+    if not isinstance(e, dict):
+        return [_absent("explanation", "kit explain / kit.explain.attach")]
+    text = (f"Global importance (mean |SHAP|) by the {e.get('method')} explainer over {e.get('rows_explained')} "
+            f"rows, background of {e.get('background_size')} ({e.get('background_kind')}); output: {e.get('output')}; "
+            f"additivity error {_fmt(e.get('additivity_error'))}.")
+    ranking = e.get("importance") or []
+    return [Block("p", text), _records(ranking[:15], ["feature", "mean_abs_shap"])]
+
+
+def _quantization(b: ModelBundle) -> list[Block]:
+    q = b.sections.get("quantization")
+    if not isinstance(q, dict):
+        return [Block("p", "No quantization recorded: the model runs as fp32 PyTorch (kit quantize compares "
+                      "ONNX Runtime variants).")]
+    blocks = [Block("p", f"Chosen variant: {q.get('chosen')} (metric {q.get('metric')}, budget "
+                         f"{_fmt(q.get('max_metric_drop'))}, objective {q.get('objective')}).")]
+    if q.get("reasons"):
+        blocks.append(Block("list", items=[str(r) for r in q["reasons"]]))
+    variants = q.get("variants")
+    if isinstance(variants, Mapping) and variants:
+        columns = ["variant", *[c for c in ("status", "metric", "metric_drop", "p50_batch1", "p99_batch1",
+                                            "p50_batch64", "p99_batch64", "size_bytes") if any(
+                                                c in (v or {}) for v in variants.values())]]
+        rows = [{"variant": name, **(v or {})} for name, v in variants.items()]
+        blocks += [Block("p", "Variants (latency in µs):"), _records(rows, columns)]
+    return blocks
+
+
+def _gate(b: ModelBundle) -> list[Block]:
+    g = b.sections.get("gate")
+    if not isinstance(g, dict):
+        return [_absent("release gate", "kit gate / kit.gate.check")]
+    rows = [{"check": c["name"], "status": "skip" if c.get("skipped") else ("pass" if c["passed"] else "FAIL"),
+             "value": c.get("value"), "limit": c.get("threshold"), "reason": c.get("reason")}
+            for c in g.get("checks", [])]
+    data = g.get("data", {})
+    text = (f"The release gate {'passed' if g.get('passed') else 'FAILED'} on {g.get('created_at', '')} "
+            f"({data.get('test_rows')} test rows of {data.get('name')}, split seed {data.get('split_seed')}).")
+    return [Block("p", text), _records(rows)]
+
+
+def _lineage(b: ModelBundle) -> list[Block]:
+    return [_pairs(b.lineage)] if b.lineage else [_absent("lineage", "train with kit.train")]
+
+
+SECTIONS: tuple[tuple[str, Any], ...] = (
+    ("Overview", _overview), ("Intended use and limits", _intended_use), ("Data", _data), ("Metrics", _metrics),
+    ("Training", _training), ("Tuning", _tuning), ("Explanations", _explanations),
+    ("Quantization", _quantization), ("Release gate", _gate), ("Lineage", _lineage),
+)
+"""Card sections in order: (heading, function of the bundle returning blocks)."""
+
+
+def card(bundle: ModelBundle, title: str | None = None) -> ModelCard:
+    """Build the model card of ``bundle``.
+
+    Args:
+        bundle: Any bundle; sections it lacks say which step would add them.
+        title: Defaults to "Model card: <data> (<task>)".
+    """
+    name = bundle.lineage.get("data_name") or bundle.configs.get("data", {}).get("source", "model")
+    title = title or f"Model card: {name} ({bundle.task})"
+    blocks = [Block("h1", title)]
+    for heading, make in SECTIONS:
+        blocks += [Block("h2", heading), *make(bundle)]
+    return ModelCard(title, blocks)
+
+
+def write_card(bundle: ModelBundle, directory: str | os.PathLike[str]) -> list[Path]:
+    """Write ``MODEL_CARD.md`` and ``model_card.html`` into ``directory`` (created).
+
+    Returns:
+        The two paths.
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    c = card(bundle)
+    (out / MARKDOWN_FILE).write_text(c.markdown(), encoding="utf-8")
+    (out / HTML_FILE).write_text(c.html(), encoding="utf-8")
+    return [out / MARKDOWN_FILE, out / HTML_FILE]
