@@ -317,7 +317,7 @@ class QuantReport:
     frame: pd.DataFrame
     metric: str
     task: str
-    artifacts: dict[str, bytes] = field(default_factory=dict)
+    artifacts: dict[str, bytes] = field(default_factory=dict, repr=False)
     info: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
