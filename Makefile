@@ -7,7 +7,7 @@ STAMP := $(VENV)/.kit-stamp
 DEMO_DIR ?= runs/demo
 PORT ?= 3000
 
-.PHONY: demo test lint venv bench clean
+.PHONY: demo test lint venv bench report clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,8 +29,18 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# Each script prints a ratio against a baseline measured in the same run (about 25 minutes in all).
 bench: $(STAMP)
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/quantize.py
+	$(BIN)/python bench/explain.py
+	$(BIN)/python bench/tune.py
+	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/notebooks.py
+	$(BIN)/python bench/reliability.py
+
+report: $(STAMP)
+	$(BIN)/kit run --smoke
 
 clean:
 	rm -rf runs reports .pytest_cache .mypy_cache .ruff_cache

@@ -2,12 +2,13 @@
 
 Three real servers on 127.0.0.1, started by this run on this machine, one at a time:
 
-  (a) kit      `bentoml serve bentos` with adaptive batching (the bundle's chosen runtime)
+  (a) kit      `bentoml serve bentos` with adaptive batching, the runtime `kit quantize` chose
+               (select within a 0.5-point budget) and one worker per CPU (KIT_WORKERS)
   (b) kit-nb   the same service with KIT_BATCHING=0
   (c) fastapi  a hand-written FastAPI + uvicorn endpoint: pydantic rows -> DataFrame ->
                preprocess -> torch fp32 eager forward -> softmax, per request
 
-A bounded async load generator (httpx, one row per request, closed loop) runs each server at
+A bounded async load generator (raw asyncio HTTP/1.1 keep-alive, one row per request, closed loop) runs each server at
 concurrency 1, 8, 32 and 64 for a fixed time and prints rows/s, p50, p99 and errors, then the
 (a)/(c) throughput ratio per level. Run: .venv/bin/python bench/serve.py [--seconds 6]
 """
@@ -67,34 +68,54 @@ def fastapi_app(bundle_dir: str) -> Any:
 
 
 async def load(url: str, rows: list[dict[str, Any]], concurrency: int, seconds: float) -> dict[str, float]:
-    """Closed-loop load: ``concurrency`` workers, one row per request, for ``seconds``."""
-    import httpx
+    """Closed-loop load: ``concurrency`` keep-alive connections, one row per request, for ``seconds``.
 
+    A lean HTTP/1.1 client on raw asyncio streams (pre-encoded requests, Content-Length framing)
+    so that the load generator, which shares this machine's cores with the server, costs little
+    per request and the servers are what is measured.
+    """
+    import json
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path
+    bodies = [json.dumps({"rows": [r]}).encode() for r in rows]
+    requests = [(f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(b)}\r\n\r\n").encode() + b for b in bodies]
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
 
-        async def worker(i: int) -> None:
-            nonlocal errors
-            n = i
+    async def worker(i: int) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, port)
+        n = i
+        try:
             while time.perf_counter() < stop_at:
                 t0 = time.perf_counter()
                 try:
-                    r = await client.post(url, json={"rows": [rows[n % len(rows)]]})
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
+                    writer.write(requests[n % len(requests)])
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+                    status = int(head[9:12])
+                    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length:"))
+                    await reader.readexactly(length)
+                    ok = status == 200
+                except (TimeoutError, OSError, asyncio.IncompleteReadError, StopIteration, ValueError):
                     ok = False
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
                 if ok:
                     latencies.append(time.perf_counter() - t0)
                 else:
                     errors += 1
                 n += concurrency
+        finally:
+            writer.close()
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(i) for i in range(concurrency)))
-        elapsed = time.perf_counter() - start
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    elapsed = time.perf_counter() - start
     lat = np.array(latencies) * 1000 if latencies else np.array([float("nan")])
     return {"rows_s": len(latencies) / elapsed, "p50": float(np.percentile(lat, 50)),
             "p99": float(np.percentile(lat, 99)), "errors": errors}
@@ -135,21 +156,26 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="kit-bench-serve-"))
     os.environ["BENTOML_HOME"] = str(tmp / "bentoml")
     import kit
-    from kit import package
+    from kit import package, quantize
     from kit.train import train
 
     result = train("breast_cancer", kit.TrainConfig(epochs=args.epochs, seed=0))
-    bundle_dir = result.bundle.save(tmp / "bundle")
-    tag = package.save(result.bundle, "bench")
+    bundle_dir = result.bundle.save(tmp / "bundle")  # (c) serves these fp32 weights with torch
+    X, y, X_train = quantize.evaluation_rows(result.bundle)
+    choice = quantize.select(quantize.compare(result.bundle, X, y, calibration=X_train), max_metric_drop=0.005)
+    served = result.bundle.with_runtime(choice, calibration=X_train)  # (a), (b): the chosen runtime
+    tag = package.save(served, "bench")
     rows = result.splits.test.X.to_dict("records")
-    print(f"model {tag}: {result.bundle}; {len(rows)} distinct rows, one row per request, "
+    print(f"model {tag}: {served}; {len(rows)} distinct rows, one row per request, "
           f"{args.seconds:.0f}s per level, {os.cpu_count()} CPUs\n", flush=True)
 
+    workers = os.cpu_count() or 1
     results: dict[str, dict[int, dict[str, float]]] = {}
     for name, env in (("kit", {"KIT_BATCHING": "1"}), ("kit-nb", {"KIT_BATCHING": "0"})):
         port = free_port()
         with open(tmp / f"{name}.log", "wb") as log:
-            proc = package.start(tag, port=port, env={**env, "KIT_API_KEY": ""}, wait=180, log=log)
+            proc = package.start(tag, port=port, env={**env, "KIT_API_KEY": "", "KIT_WORKERS": str(workers)},
+                                 wait=180, log=log)
         try:
             results[name] = run_levels(name, f"http://127.0.0.1:{port}", rows, args.seconds)
         finally:
