@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kit._json import strict_json_default
 from kit.errors import IntegrityError, KitError
 from kit.preprocess import Preprocessor
 from kit.runtime import Runtime, get_runtime
@@ -274,7 +275,7 @@ class ModelBundle:
             _atomic_write(out / name, data)
         manifest = self.manifest()
         manifest["files"] = {name: sha256_bytes(data) for name, data in sorted(files.items())}
-        text = json.dumps(manifest, indent=1, sort_keys=True, default=_json_default).encode()
+        text = json.dumps(manifest, indent=1, sort_keys=True, default=strict_json_default).encode()
         _atomic_write(out / MANIFEST, text)
         _atomic_write(out / f"{MANIFEST}.sha256", f"{sha256_bytes(text)}  {MANIFEST}\n".encode())
         return out
@@ -339,18 +340,8 @@ class ModelBundle:
     def with_section(self, name: str, value: Mapping[str, Any]) -> ModelBundle:
         """A copy with a JSON section (e.g. ``quantization``, ``gate``) added or replaced."""
         clone = self.copy()
-        clone.sections[name] = json.loads(json.dumps(dict(value), default=_json_default))
+        clone.sections[name] = json.loads(json.dumps(dict(value), default=strict_json_default))
         return clone
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot store {type(value).__name__} in a bundle manifest")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

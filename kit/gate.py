@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from kit import metrics as km
+from kit._json import to_json
 from kit.config import _check, _Config
 from kit.errors import ConfigError, KitError
 
@@ -152,7 +152,7 @@ class GateReport:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored as ``bundle.sections["gate"]`` (``failures``: one line per failed check)."""
         out = {**asdict(self), "failures": [f"{c.name}: {c.reason}" for c in self.failed]}
-        return json.loads(json.dumps(out, default=_plain))  # type: ignore[no-any-return]
+        return to_json(out)  # type: ignore[no-any-return]
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> GateReport:
@@ -197,12 +197,6 @@ def _short(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = 10) -> float:

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kit._json import to_json
 from kit.errors import ConfigError, KitError, require
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def _jsonable(value: Any) -> Any:
             return [strip(x) for x in v if x is not None]
         return v
 
-    return strip(json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v))))
+    return strip(to_json(value))
 
 
 def save(bundle: ModelBundle, name: str, force: bool = False, *, reason: str | None = None) -> str:

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from kit import drift
+from kit._json import to_json
 from kit.errors import ConfigError, DataError, KitError, SchemaError
 
 if TYPE_CHECKING:
@@ -343,16 +344,8 @@ def _plain(value: Any) -> Any:
 
 
 def _to_json(data: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = json.loads(json.dumps(data, default=_json_default))
+    out: dict[str, Any] = to_json(data)
     return out
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def _ensure_runtime_registered(bundle: ModelBundle) -> None:

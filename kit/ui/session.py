@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kit._json import to_json
 from kit.config import DataConfig, TrainConfig
 from kit.errors import DataError
 
@@ -185,16 +186,6 @@ class Session:
         return write_results(self.output_dir, self.results(notebook, **extra))
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    return str(value)
 
 
 def write_results(output_dir: str | Path, results: dict[str, Any]) -> Path:
@@ -209,7 +200,7 @@ def write_results(output_dir: str | Path, results: dict[str, Any]) -> Path:
     """
     path = Path(output_dir) / "results.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_finite(json.loads(json.dumps(results, default=_json_default))), indent=2, allow_nan=False)
+    text = json.dumps(_finite(to_json(results)), indent=2, allow_nan=False)
     path.write_text(text + "\n")
     return path
 
