@@ -19,6 +19,7 @@ before it. Python::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import getpass
 import json
@@ -373,11 +374,21 @@ def wait_ready(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = 
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    """Stop a server started by :func:`start` (its whole process group)."""
+    """Stop a server started by :func:`start`: its process group, then any worker that outlived it.
+
+    BentoML starts its service workers in sessions of their own, so signalling the server's
+    process group alone can leave a worker answering on the port; every descendant recorded
+    before the stop is killed if it is still alive afterwards.
+    """
     import signal
 
+    psutil = require("psutil", "serve")
     if proc.poll() is not None:
         return
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        descendants = []
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout)
@@ -386,6 +397,9 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
         proc.wait(timeout)
     except ProcessLookupError:
         pass
+    for child in descendants:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
 
 
 def serve(tag: str | None = None, *, port: int = 3000, host: str = "127.0.0.1", bento: str | None = None,

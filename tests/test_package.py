@@ -150,3 +150,18 @@ def test_promote_and_rollback_change_the_served_version(home: Path, bc_bundle: M
     package.rollback("bc-live", "bad release")
     with serving(None, home) as server:
         assert httpx.get(server.url + "/metadata", timeout=30).json()["tag"] == v1
+
+
+def test_stop_leaves_no_worker_behind(home: Path, bc_bundle: ModelBundle) -> None:
+    import psutil
+
+    tag = package.save(bc_bundle, "bc-stop")
+    with serving(tag, home) as server:
+        assert httpx.get(server.url + "/readyz", timeout=30).status_code == 200
+        # BentoML runs its worker in a session of its own, outside the server's process group.
+        family = [psutil.Process(server.proc.pid), *psutil.Process(server.proc.pid).children(recursive=True)]
+        assert len(family) >= 2
+    alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == []
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(server.url + "/readyz", timeout=2)
