@@ -11,6 +11,7 @@ Callbacks observe every epoch; ``on_epoch_end`` returning ``True`` asks the loop
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import platform
 import subprocess
@@ -165,6 +166,7 @@ def _monitor(config: TrainConfig, task: str) -> str:
     return monitor
 
 
+@functools.cache
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
@@ -258,7 +260,7 @@ def train(
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+                             {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, **_adamw_options(device))
     n = len(xtr)
     bs = min(config.batch_size, n)
     steps_per_epoch = math.ceil(n / bs)
@@ -352,3 +354,13 @@ def _raw(dataset: Dataset, y: np.ndarray) -> np.ndarray:
         return y
     assert dataset.label_names is not None
     return np.array([dataset.label_names[i] for i in y], dtype=object)
+
+
+def _adamw_options(device: Any) -> dict[str, bool]:
+    """The fastest AdamW implementation for the device: fused kernels (CPU and CUDA in torch >= 2.4)."""
+    torch = require("torch", "train")
+    try:
+        torch.optim.AdamW([torch.zeros(1, device=device, requires_grad=True)], fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return {}
+    return {"fused": True}

@@ -107,3 +107,23 @@ def test_monitor_must_fit_task():
 def test_trains_on_mixed_csv_with_categoricals(mixed_result):
     assert mixed_result.bundle.metrics["test"]["accuracy"] > 0.75
     assert "color=red" in mixed_result.bundle.preprocessor.output_names_
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_metrics_match_scikit_learn(k):
+    from sklearn import metrics as skm
+
+    from kit import metrics
+
+    rng = np.random.default_rng(k)
+    y = rng.integers(0, k, 300)
+    proba = rng.dirichlet(np.ones(k), 300)
+    proba[:40] = np.round(proba[:40], 1) + 0.05  # ties in the scores, no zero probability
+    proba /= proba.sum(axis=1, keepdims=True)
+    ours = metrics.classification(y, proba)
+    pred = proba.argmax(1)
+    assert ours["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert ours["f1"] == pytest.approx(skm.f1_score(y, pred, average="binary" if k == 2 else "macro"))
+    assert ours["log_loss"] == pytest.approx(skm.log_loss(y, proba, labels=list(range(k))), rel=1e-6)
+    if k == 2:
+        assert ours["roc_auc"] == pytest.approx(skm.roc_auc_score(y, proba[:, 1]))
