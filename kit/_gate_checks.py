@@ -56,12 +56,6 @@ def dataset(bundle: ModelBundle, data: Any) -> tuple[Dataset, DataConfig]:
                       f"{type(data).__name__}", field="data")
 
 
-def raw(dataset: Dataset, y: np.ndarray) -> np.ndarray:
-    if dataset.task == "regression" or dataset.label_names is None:
-        return y
-    return np.array([dataset.label_names[i] for i in y], dtype=object)
-
-
 def _score(ctx: Context, bundle: ModelBundle, X: pd.DataFrame, y_raw: np.ndarray) -> float:
     return bundle.evaluate(X, y_raw)[ctx.metric]
 

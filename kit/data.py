@@ -96,6 +96,12 @@ class Dataset:
         index = {label: i for i, label in enumerate(self.label_names)}
         return np.array([index[_py(v)] for v in values], dtype=np.int64)
 
+    def decode_target(self, y: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`encode_target`: class indices back to labels; values unchanged."""
+        if self.task == "regression" or self.label_names is None:
+            return y
+        return np.array([self.label_names[i] for i in y], dtype=object)
+
     @property
     def data_hash(self) -> str:
         """sha256 of the table's content and column names (recorded in lineage)."""

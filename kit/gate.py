@@ -240,7 +240,7 @@ def check(bundle: ModelBundle, data: Any = None, config: GateConfig | None = Non
     metric = config.metric or bundle.primary_metric
     if (metric in ("rmse", "mae", "r2")) != (bundle.task == "regression"):
         raise ConfigError(f"metric {metric!r} does not apply to a {bundle.task} model", field="metric")
-    y_raw = checks_.raw(dataset, splits.test.y)
+    y_raw = dataset.decode_target(splits.test.y)
     ctx = checks_.Context(bundle, config, dataset, splits.test, splits.train, y_raw, metric,
                           np.random.default_rng(config.seed))
     checks: list[Check] = []

@@ -622,12 +622,7 @@ def evaluation_rows(bundle: ModelBundle) -> tuple[pd.DataFrame, np.ndarray, pd.D
         raise DataError(f"dataset {config.source!r} changed since training (data hash differs), so the test "
                         "split is not the one the model was evaluated on", field="source")
     splits = dataset.split(config.valid_size, config.test_size, config.seed)
-    if dataset.task == "regression":
-        y = splits.test.y
-    else:
-        labels = dataset.label_names or []
-        y = np.array([labels[i] for i in splits.test.y], dtype=object)
-    return splits.test.X, y, splits.train.X
+    return splits.test.X, dataset.decode_target(splits.test.y), splits.train.X
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:

@@ -343,17 +343,9 @@ def train(
                  "epochs_run": len(history), "stopped": stopped},
         history=history, reference=drift.reference(splits.train.X, pre.kinds_),
     )
-    bundle.metrics = {"valid": bundle.evaluate(splits.valid.X, _raw(dataset, splits.valid.y)),
-                      "test": bundle.evaluate(splits.test.X, _raw(dataset, splits.test.y))}
+    bundle.metrics = {"valid": bundle.evaluate(splits.valid.X, dataset.decode_target(splits.valid.y)),
+                      "test": bundle.evaluate(splits.test.X, dataset.decode_target(splits.test.y))}
     return TrainResult(bundle, model, history, best_epoch, stopped, splits)
-
-
-def _raw(dataset: Dataset, y: np.ndarray) -> np.ndarray:
-    """Encoded targets back to raw labels (classification) or values."""
-    if dataset.task == "regression":
-        return y
-    assert dataset.label_names is not None
-    return np.array([dataset.label_names[i] for i in y], dtype=object)
 
 
 def _adamw_options(device: Any) -> dict[str, bool]:
