@@ -76,23 +76,17 @@ class Preprocessor:
         self.scales_: dict[str, float] = {}
         self.categories_: dict[str, list[str]] = {}
         self.modes_: dict[str, str] = {}
-        for name in self.feature_names_in_:
-            s = X[name]
-            if s.isna().all():
-                raise DataError(f"column {name!r} has no values in the training split", field=name)
-            if _is_numeric(s):
-                values = s.to_numpy(dtype=np.float64)
-                if np.isinf(values).any():
-                    row = int(np.flatnonzero(np.isinf(values))[0])
-                    raise DataError(f"column {name!r} holds an infinite value at row {row}", field=name, row=row)
-                present = values[~np.isnan(values)]
+        numeric = [c for c in X.columns if _is_numeric(X[c])]
+        stats = self._numeric_stats(X[numeric], [str(c) for c in numeric])
+        for column, name in zip(X.columns, self.feature_names_in_, strict=True):
+            if name in stats:
                 self.kinds_[name] = "numeric"
-                self.medians_[name] = float(np.median(present))
-                self.means_[name] = float(present.mean())
-                std = float(present.std())
+                self.medians_[name], self.means_[name], std = stats[name]
                 self.scales_[name] = std if std > 1e-12 else 1.0
+            elif X[column].isna().all():
+                raise DataError(f"column {name!r} has no values in the training split", field=name)
             else:
-                strings = s.dropna().map(_cat_str)
+                strings = X[column].dropna().map(_cat_str)
                 self.kinds_[name] = "categorical"
                 self.categories_[name] = sorted(strings.unique().tolist())
                 self.modes_[name] = str(strings.value_counts().sort_index().idxmax())
@@ -103,6 +97,31 @@ class Preprocessor:
             else:
                 self.output_names_.extend(f"{name}={c}" for c in self.categories_[name])
         return self
+
+    @staticmethod
+    def _numeric_stats(X: pd.DataFrame, names: list[str]) -> dict[str, tuple[float, float, float]]:
+        """Median, mean and standard deviation of every numeric column in one vectorized pass.
+
+        Raises:
+            DataError: Naming the first column (in schema order) with no values or an infinite one.
+        """
+        if not names:
+            return {}
+        values = X.to_numpy(dtype=np.float64)
+        missing = np.isnan(values)
+        empty, infinite = missing.all(axis=0), np.isinf(values).any(axis=0)
+        for j, name in enumerate(names):
+            if empty[j]:
+                raise DataError(f"column {name!r} has no values in the training split", field=name)
+            if infinite[j]:
+                row = int(np.flatnonzero(np.isinf(values[:, j]))[0])
+                raise DataError(f"column {name!r} holds an infinite value at row {row}", field=name, row=row)
+        if missing.any():
+            with np.errstate(invalid="ignore"):
+                median, mean, std = np.nanmedian(values, axis=0), np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+        else:
+            median, mean, std = np.median(values, axis=0), values.mean(axis=0), values.std(axis=0)
+        return {name: (float(median[j]), float(mean[j]), float(std[j])) for j, name in enumerate(names)}
 
     @property
     def is_fitted(self) -> bool:

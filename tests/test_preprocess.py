@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit import NotFittedError, Preprocessor, SchemaError
+from kit import DataError, NotFittedError, Preprocessor, SchemaError
 
 TRAIN = pd.DataFrame({
     "age": [20.0, 30.0, np.nan, 50.0, 40.0],
@@ -32,6 +32,33 @@ def test_standardizes_imputes_and_one_hot_encodes():
     # Missing city -> most frequent training category (paris).
     assert out[3, 1:4].tolist() == [0.0, 1.0, 0.0]
     assert out[:, 4].mean() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fitted_statistics_match_per_column_numpy():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(3.0, 2.0, size=(200, 6)), columns=[f"f{i}" for i in range(6)])
+    X.iloc[::7, 2] = np.nan  # missing values in one column only
+    X["const"], X["label"] = 4.0, rng.choice(["a", "b"], 200)
+    pre = Preprocessor().fit(X)
+    for name in [f"f{i}" for i in range(6)]:
+        present = X[name].dropna().to_numpy()
+        assert pre.medians_[name] == pytest.approx(np.median(present), rel=1e-12)
+        assert pre.means_[name] == pytest.approx(present.mean(), rel=1e-12)
+        assert pre.scales_[name] == pytest.approx(present.std(), rel=1e-12)
+    assert pre.scales_["const"] == 1.0 and pre.kinds_["label"] == "categorical"
+
+
+@pytest.mark.parametrize(("column", "values", "match", "row"), [
+    ("b", [1.0, np.inf, 2.0], "column 'b' holds an infinite value at row 1", 1),
+    ("b", [np.nan, np.nan, np.nan], "column 'b' has no values", None),
+    ("c", [None, None, None], "column 'c' has no values", None),
+])
+def test_fit_refuses_unusable_training_columns(column, values, match, row):
+    X = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [4.0, 5.0, 6.0], "c": ["x", "y", "x"]})
+    X[column] = values
+    with pytest.raises(DataError, match=match) as info:
+        Preprocessor().fit(X)
+    assert (info.value.field, info.value.row) == (column, row)
 
 
 def test_records_frames_and_arrays_agree_and_order_does_not_matter():

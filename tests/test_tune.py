@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -128,6 +129,15 @@ def test_sqlite_study_prunes_retrains_and_resumes(tmp_path: Path) -> None:
     assert counts["COMPLETE"] + counts["PRUNED"] == 8
     pruned = [t for t in result.study.trials if t.state == optuna.trial.TrialState.PRUNED]
     assert all(t.intermediate_values for t in pruned)
+    # Each epoch reports the best log loss so far: what the trial returns if it stops there.
+    for t in result.study.trials:
+        curve = [t.intermediate_values[k] for k in sorted(t.intermediate_values)]
+        assert curve == sorted(curve, reverse=True)
+        if t.value is not None:
+            assert t.value == pytest.approx(curve[-1])
+    # The SQLite file is in write-ahead-log mode (cheap per-epoch commits, readers never block).
+    with sqlite3.connect(tmp_path / "optuna.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert result.metric == "log_loss" and result.direction == "minimize"
     assert result.best_value == min(t.value for t in result.study.trials if t.value is not None)
 
@@ -152,6 +162,45 @@ def test_sqlite_study_prunes_retrains_and_resumes(tmp_path: Path) -> None:
     assert all(len(fig.data) > 0 for fig in figs.values())
     html = again.save_plots(tmp_path / "report.html").read_text()
     assert html.count("plotly.js") >= 1 and "intermediate" in html
+
+
+def test_median_pruner_decides_like_optuna_from_a_snapshot_of_complete_trials() -> None:
+    from kit._study import _pruner
+
+    study = optuna.create_study(direction="minimize")
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for i in range(6):
+        curve = {step: 1.0 - 0.1 * step + 0.05 * i for step in range(1, 11)}
+        study.add_trial(optuna.trial.create_trial(params={"x": i / 10}, distributions=dist, value=min(curve.values()),
+                                                  intermediate_values=curve))
+    train = kit.TrainConfig(epochs=10, warmup_epochs=3).to_dict()
+    ours, theirs = _pruner("median", train), optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3)
+    decisions = []
+    for offset in (-0.3, 0.12, 0.4):  # clearly better, around the median, clearly worse
+        trial = study.ask()
+        for step in range(1, 11):
+            trial.report(1.0 - 0.1 * step + offset, step)
+            frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+            decision = ours.prune(study, frozen)
+            assert decision == theirs.prune(study, frozen), (offset, step)
+            decisions.append(decision)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    assert any(decisions) and not all(decisions)
+    assert not any(decisions[:2])  # nothing is judged before the learning-rate warm-up ends (epoch 3)
+
+    # Trials that complete meanwhile reach the snapshot when the next trial asks (or after SNAPSHOT_REFRESH_S).
+    def ask_at_step_4() -> optuna.trial.FrozenTrial:
+        trial = study.ask()
+        trial.report(1.5, 4)
+        return next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+
+    assert ours.prune(study, ask_at_step_4())  # worse than the median (0.725) of the six complete trials
+    worse = {step: 5.0 for step in range(1, 11)}
+    for _ in range(8):
+        study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions=dist, value=5.0,
+                                                  intermediate_values=worse))
+    frozen = ask_at_step_4()
+    assert not ours.prune(study, frozen) and not theirs.prune(study, frozen)  # the median is now 5.0
 
 
 def test_same_seed_one_worker_gives_the_same_trials(tmp_path: Path) -> None:
