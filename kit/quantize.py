@@ -374,15 +374,35 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def _latency(runtime: Runtime, x: np.ndarray, repeats: int, warmup: int) -> tuple[float, float]:
-    for _ in range(warmup):
-        runtime.run(x)
-    times = np.empty(repeats)
-    for i in range(repeats):
-        start = time.perf_counter_ns()
-        runtime.run(x)
-        times[i] = time.perf_counter_ns() - start
-    return float(np.percentile(times, 50)) / 1e3, float(np.percentile(times, 99)) / 1e3
+def _latencies(runtimes: dict[str, Runtime], batches: dict[int, np.ndarray], repeats: int, warmup: int,
+               rounds: int = 10) -> dict[tuple[str, int], tuple[float, float]]:
+    """p50 and p99 of ``runtime.run`` in microseconds, per (variant, batch size).
+
+    The runtimes take turns: ``rounds`` rounds, each timing every runtime and batch size for
+    ``repeats / rounds`` runs, so a slow spell of a shared machine hits every variant alike
+    instead of whichever happened to be measured then.
+    """
+    for runtime in runtimes.values():
+        for x in batches.values():
+            for _ in range(warmup):
+                runtime.run(x)
+    rounds = max(1, min(rounds, repeats))
+    samples: dict[tuple[str, int], list[np.ndarray]] = {(n, b): [] for n in runtimes for b in batches}
+    for r in range(rounds):
+        count = repeats // rounds + (1 if r < repeats % rounds else 0)
+        for name, runtime in runtimes.items():
+            for size, x in batches.items():
+                times = np.empty(count)
+                for i in range(count):
+                    start = time.perf_counter_ns()
+                    runtime.run(x)
+                    times[i] = time.perf_counter_ns() - start
+                samples[(name, size)].append(times)
+    out = {}
+    for key, parts in samples.items():
+        times = np.concatenate(parts) / 1e3
+        out[key] = (float(np.percentile(times, 50)), float(np.percentile(times, 99)))
+    return out
 
 
 def compare(bundle: ModelBundle, X: Any, y: Any, variants: Sequence[str] | None = None, *,
@@ -397,8 +417,9 @@ def compare(bundle: ModelBundle, X: Any, y: Any, variants: Sequence[str] | None 
             ``torch-fp32`` is always measured as the reference.
         calibration: Raw training rows for static int8 (at least :data:`MIN_CALIBRATION`).
         threads: Intra-op threads for every runtime (1 = batch-1 serving).
-        repeats: Timed runs per batch size.
-        warmup: Untimed runs before timing, per batch size.
+        repeats: Timed runs per variant and batch size, taken in 10 interleaved rounds so that
+            every variant sees the same machine conditions.
+        warmup: Untimed runs before timing, per variant and batch size.
 
     Returns:
         The report; ONNX variants the network cannot produce carry status ``failed: <reason>``.
@@ -436,6 +457,7 @@ def compare(bundle: ModelBundle, X: Any, y: Any, variants: Sequence[str] | None 
             failure, info["export"] = exc.message, {"error": exc.message}
     probe = bundle.copy()
     rows: dict[str, dict[str, Any]] = {}
+    runtimes: dict[str, Runtime] = {}
     reference: Any = None
     try:
         for name in names:
@@ -455,12 +477,15 @@ def compare(bundle: ModelBundle, X: Any, y: Any, variants: Sequence[str] | None 
             if reference is None:
                 reference = (pred, metric)
             rows[name] = _accuracy_row(bundle, variant, pred, reference, metric)
-            p50_1, p99_1 = _latency(runtime, batches[1], repeats, warmup)
-            p50_64, p99_64 = _latency(runtime, batches[64], repeats, warmup)
             size = fp32_size if variant.runtime == "torch" else len(artifacts[name])
+            rows[name].update(size_bytes=size, size_ratio=fp32_size / size, load_ms=load_ms)
+            runtimes[name] = runtime
+        timed = _latencies(runtimes, batches, repeats, warmup)
+        for name in runtimes:
+            (p50_1, p99_1), (p50_64, p99_64) = timed[(name, 1)], timed[(name, 64)]
+            sizes = {k: rows[name].pop(k) for k in ("size_bytes", "size_ratio", "load_ms")}
             rows[name].update(p50_batch1=p50_1, p99_batch1=p99_1, p50_batch64=p50_64, p99_batch64=p99_64,
-                              rows_per_s=64 / (p50_64 / 1e6), size_bytes=size, size_ratio=fp32_size / size,
-                              load_ms=load_ms)
+                              rows_per_s=64 / (p50_64 / 1e6), **sizes)
     finally:
         torch.set_num_threads(saved_threads)
     frame = pd.DataFrame.from_dict(rows, orient="index")

@@ -112,6 +112,9 @@ class OnnxRuntime(Runtime):
                                  file=self.artifact) from exc
         self._input = self.session.get_inputs()[0].name
         self._outputs = [self.session.get_outputs()[0].name]
+        # One RunOptions for every call: without it ONNX Runtime builds a default one per run,
+        # about 1 us of a 8-15 us batch-1 call here.
+        self._run_options = ort.RunOptions()
 
     @staticmethod
     def _artifact(bundle: ModelBundle, artifact: str | None) -> bytes:
@@ -133,7 +136,7 @@ class OnnxRuntime(Runtime):
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Raw outputs of the ONNX graph."""
-        out = self.session.run(self._outputs, {self._input: x})[0]
+        out = self.session.run(self._outputs, {self._input: x}, self._run_options)[0]
         result: np.ndarray = np.asarray(out, dtype=np.float32)
         return result
 

@@ -270,3 +270,28 @@ def test_cli_reports_an_unknown_variant_in_one_line(bc_bundle, tmp_path: Path, c
     src = bc_bundle.save(tmp_path / "in")
     code = main(["quantize", "--bundle", str(src), "--out", str(tmp_path / "out"), "--variants", "ort-int3"])
     assert code == 2 and "unknown variant 'ort-int3'" in capsys.readouterr().err
+
+
+def test_latency_rounds_interleave_variants_and_count_every_run():
+    from kit.quantize import _latencies
+    from kit.runtime import Runtime
+
+    calls: list[tuple[str, int]] = []
+
+    class Counting(Runtime):
+        def __init__(self, name: str) -> None:
+            self.label = name
+
+        def run(self, x: np.ndarray) -> np.ndarray:
+            calls.append((self.label, len(x)))
+            return x
+
+    batches = {1: np.zeros((1, 3), np.float32), 64: np.zeros((64, 3), np.float32)}
+    out = _latencies({"a": Counting("a"), "b": Counting("b")}, batches, repeats=23, warmup=2, rounds=5)
+    assert set(out) == {("a", 1), ("a", 64), ("b", 1), ("b", 64)}
+    assert all(0 < p50 <= p99 for p50, p99 in out.values())
+    for key in out:  # warm-up plus exactly `repeats` timed runs each
+        assert calls.count(key) == 2 + 23
+    timed = calls[8:]
+    # Round-robin: "b" is timed before "a" has finished all of its runs (rounds, not one block each).
+    assert timed.index(("b", 1)) < max(i for i, c in enumerate(timed) if c[0] == "a")
