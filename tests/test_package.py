@@ -115,6 +115,11 @@ def test_built_bento_carries_model_and_dockerfile(bento: dict[str, Any]) -> None
     assert [str(m.tag) for m in built.info.all_models] == [bento["tag"]]
     assert (Path(built.path) / "env" / "docker" / "Dockerfile").is_file()
     assert (Path(built.path) / "src" / "kit" / "bundle.py").is_file()
+    # The image installs torch's CPU wheel, not PyPI's CUDA build (the Dockerfile installs this file).
+    requirements = (Path(built.path) / "env" / "python" / "requirements.txt").read_text().splitlines()
+    assert requirements[0] == "--extra-index-url https://download.pytorch.org/whl/cpu"
+    assert "torch==2.13.*" in requirements
+    assert "requirements.txt" in (Path(built.path) / "env" / "docker" / "Dockerfile").read_text()
 
 
 def test_built_bento_serves_with_auth(bento: dict[str, Any], bc_result: TrainResult) -> None:
