@@ -20,9 +20,11 @@ import contextlib
 import hmac
 import io
 import json
+import logging
 import math
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +39,8 @@ from kit.errors import ConfigError, DataError, KitError, SchemaError
 
 if TYPE_CHECKING:
     from kit.bundle import ModelBundle
+
+log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -99,8 +103,11 @@ class Settings:
         max_explain_rows: ``KIT_MAX_EXPLAIN_ROWS``, rows per ``/explain`` request.
         max_body_bytes: ``KIT_MAX_BODY_BYTES``, JSON request body limit.
         max_file_bytes: ``KIT_MAX_FILE_BYTES``, ``/predict_file`` upload limit.
-        drift_window: ``KIT_DRIFT_WINDOW``, recent rows kept for ``/drift``.
+        drift_window: ``KIT_DRIFT_WINDOW``, recent rows kept for ``/drift`` (per worker).
         workers: ``KIT_WORKERS``, server worker processes.
+        drift_dir: ``KIT_DRIFT_DIR``, where workers share their drift windows. With more than
+            one worker and no directory given, a private directory in the temp folder named
+            after the workers' parent process; with one worker, nothing is shared.
     """
 
     api_key: str | None = None
@@ -113,6 +120,7 @@ class Settings:
     max_file_bytes: int = 64 << 20
     drift_window: int = 2000
     workers: int = 1
+    drift_dir: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -131,6 +139,7 @@ class Settings:
             max_file_bytes=_env_int("KIT_MAX_FILE_BYTES", cls.max_file_bytes, minimum=64),
             drift_window=_env_int("KIT_DRIFT_WINDOW", cls.drift_window),
             workers=_env_int("KIT_WORKERS", cls.workers),
+            drift_dir=os.environ.get("KIT_DRIFT_DIR") or None,
         )
 
 
@@ -233,6 +242,9 @@ class ServedModel:
         self._window: deque[dict[str, Any]] = deque(maxlen=self.settings.drift_window)
         self._lock = threading.Lock()
         self.seen = 0
+        self._shared = SharedWindows.for_settings(self.settings)
+        if self._shared is not None:
+            threading.Thread(target=self._share_loop, name="kit-drift-share", daemon=True).start()
         _ensure_runtime_registered(bundle)
         bundle.infer(bundle.example(2))  # build the runtime now: errors at startup, not on request 1
 
@@ -267,6 +279,21 @@ class ServedModel:
                 self._window.extend({str(k): v for k, v in r.items()} for r in records[-self.settings.drift_window:])
                 self.seen += len(frame)
         return self.score_frame(frame).to_csv(index=False)
+
+    def _share_loop(self) -> None:
+        """Every SYNC_S seconds, share this worker's window if rows arrived since the last share."""
+        assert self._shared is not None
+        shared = -1
+        while True:
+            time.sleep(self._shared.SYNC_S)
+            with self._lock:
+                if self.seen == shared:
+                    continue
+                rows, shared = list(self._window), self.seen
+            try:
+                self._shared.write(rows, shared)
+            except OSError as exc:  # a full or vanished disk must not take predictions down
+                log.warning("cannot share the drift window in %s: %s", self._shared.directory, exc)
 
     def explain(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """Per-feature SHAP values and base value from the background stored in the bundle.
@@ -309,15 +336,26 @@ class ServedModel:
         })
 
     def drift(self) -> dict[str, Any]:
-        """PSI per feature of the recent-input window against the training reference."""
+        """PSI per feature of the recent-input window against the training reference.
+
+        With several workers the window is every worker's recent rows: this worker's as of now,
+        the others' as of their last share (at most :data:`SharedWindows.SYNC_S` seconds old).
+        """
         with self._lock:
             rows = list(self._window)
             seen = self.seen
+        workers = 1
+        if self._shared is not None:
+            for other_rows, other_seen in self._shared.read_others():
+                rows.extend(other_rows)
+                seen += other_seen
+                workers += 1
         psi = drift.report(self.bundle.reference, pd.DataFrame(rows)) if rows else {}
         top = max(psi.values(), default=0.0)
         ready = len(rows) >= DRIFT_MIN_ROWS
-        return {"window": len(rows), "window_size": self.settings.drift_window, "seen": seen,
-                "ready": ready, "min_rows": DRIFT_MIN_ROWS, "psi": psi, "max_psi": top, "threshold": PSI_ALERT,
+        return {"window": len(rows), "window_size": self.settings.drift_window * workers, "seen": seen,
+                "workers": workers, "ready": ready, "min_rows": DRIFT_MIN_ROWS, "psi": psi, "max_psi": top,
+                "threshold": PSI_ALERT,
                 "drifted": sorted(k for k, v in psi.items() if v > PSI_ALERT) if ready else []}
 
     def refresh_gauges(self) -> dict[str, Any]:
@@ -328,6 +366,86 @@ class ServedModel:
             for name, value in report["psi"].items():
                 gauge.labels(feature=name).set(value)
         return report
+
+
+class SharedWindows:
+    """Drift windows of a server's workers, shared through one JSON file per worker in a directory.
+
+    Each worker writes its own window (atomically: temporary file, then rename) from a
+    background thread, every :attr:`SYNC_S` seconds when rows have arrived, and reads the others'
+    files when ``/drift`` or ``/metrics`` asks, so any worker answers for all. Files of workers that are gone (no such
+    process) are skipped and removed.
+
+    Args:
+        directory: The shared directory; created private (mode 0700) if missing. A directory
+            owned by another user is refused (someone else could plant windows there).
+    """
+
+    SYNC_S = 1.0
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        from pathlib import Path
+
+        self.directory = Path(directory)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if hasattr(os, "getuid") and self.directory.stat().st_uid != os.getuid():
+            raise ConfigError(f"drift directory {str(self.directory)!r} belongs to another user", field="KIT_DRIFT_DIR")
+        self.pid = os.getpid()
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> SharedWindows | None:
+        """The shared windows the settings call for, or ``None`` (one worker, no directory given)."""
+        import tempfile
+
+        if settings.drift_dir:
+            return cls(settings.drift_dir)
+        if settings.workers > 1:  # every worker of one server has the same parent process
+            return cls(os.path.join(tempfile.gettempdir(), f"kit-drift-{os.getuid() if hasattr(os, 'getuid') else 0}"
+                                                           f"-{os.getppid()}"))
+        return None
+
+    def write(self, rows: list[dict[str, Any]], seen: int) -> None:
+        """Replace this worker's shared window."""
+        path = self.directory / f"{self.pid}.json"
+        tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps({"pid": self.pid, "seen": seen, "rows": rows}, default=_json_value))
+        os.replace(tmp, path)
+
+    def read_others(self) -> list[tuple[list[dict[str, Any]], int]]:
+        """The other live workers' windows and row counts, as last shared."""
+        out = []
+        for path in sorted(self.directory.glob("*.json")):
+            if not path.stem.isdigit() or int(path.stem) == self.pid:
+                continue
+            if not _alive(int(path.stem)):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                continue
+            try:
+                data = json.loads(path.read_text(), parse_constant=float)
+            except (OSError, ValueError):  # being replaced right now, or gone: skip this once
+                continue
+            out.append((list(data.get("rows", [])), int(data.get("seen", 0))))
+        return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _json_value(value: Any) -> Any:
+    """JSON form of the numpy and pandas scalars a CSV upload's rows hold."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is pd.NaT:
+        return None
+    return str(value)
 
 
 def prediction_records(out: Any) -> list[dict[str, Any]]:

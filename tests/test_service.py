@@ -9,7 +9,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -221,3 +223,57 @@ def test_check_rows_follows_the_ignore_policy(mixed_result: TrainResult) -> None
     row = {**bundle.example(1)[0], "color": "purple"}
     # with unknown_category="ignore" an unseen category is encoded as all zeros, not refused
     assert check_rows(bundle, {"rows": [row]}, 10) == [row]
+
+
+def test_shared_windows_merge_live_workers_and_drop_dead_ones(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from kit.serving import SharedWindows
+
+    me = SharedWindows(tmp_path / "drift")
+    assert (tmp_path / "drift").stat().st_mode & 0o777 == 0o700
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        peer = SharedWindows(tmp_path / "drift")
+        peer.pid = other.pid  # stands in for another worker process of the same server
+        peer.write([{"size": 1.0, "color": "red"}, {"size": np.float64(2.5), "color": None}], seen=7)
+        me.write([{"size": 9.0, "color": "blue"}], seen=1)
+        gone = SharedWindows(tmp_path / "drift")
+        gone.pid = 2**22 + 12345  # no such process
+        gone.write([{"size": 5.0, "color": "red"}], seen=3)
+        # this worker reads the others' windows, never its own, and skips (and removes) a dead worker's file
+        assert me.read_others() == [([{"size": 1.0, "color": "red"}, {"size": 2.5, "color": None}], 7)]
+        assert not (tmp_path / "drift" / f"{gone.pid}.json").exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_drift_covers_every_worker(served: dict[str, Any], tmp_path) -> None:
+    home = tmp_path / "logs"
+    home.mkdir()
+    rows = records(served["result"].splits.train.X.sample(200, random_state=2, replace=True))
+    env = {"KIT_WORKERS": "2", "KIT_DRIFT_WINDOW": "500", "KIT_BATCHING": "0", "KIT_DRIFT_DIR": str(tmp_path / "d")}
+    with serving(served["tag"], home, env=env) as two:
+        for start in range(0, 200, 10):  # a new connection per request: the kernel spreads them over the workers
+            assert post(two, "/predict", {"rows": rows[start:start + 10]}).status_code == 200
+        time.sleep(2.5)  # workers share their windows every second
+        answers = [httpx.get(two.url + "/drift", timeout=30).json() for _ in range(8)]
+        shared = sorted(p.name for p in (tmp_path / "d").glob("*.json"))
+    assert len(shared) == 2  # both workers took requests and shared their windows
+    # whichever worker answers, the window holds every worker's rows
+    assert all(a["window"] == 200 and a["seen"] == 200 and a["workers"] == 2 for a in answers), answers
+
+
+def test_shared_windows_default_to_one_private_folder_per_server() -> None:
+    import os
+    import tempfile
+
+    from kit.serving import Settings, SharedWindows
+
+    assert SharedWindows.for_settings(Settings(workers=1)) is None  # one worker: nothing to share
+    shared = SharedWindows.for_settings(Settings(workers=2))
+    assert shared is not None
+    assert shared.directory.parent == Path(tempfile.gettempdir())
+    assert shared.directory.name == f"kit-drift-{os.getuid()}-{os.getppid()}"  # the workers' common parent
