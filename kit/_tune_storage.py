@@ -152,12 +152,9 @@ def open_storage(spec: str, heartbeat: int | None = 10) -> BaseStorage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # heartbeat_interval is flagged experimental
-            storage = optuna.storages.RDBStorage(spec, engine_kwargs=kwargs, **hb)
-        return storage  # type: ignore[no-any-return]
+            return optuna.storages.RDBStorage(spec, engine_kwargs=kwargs, **hb)  # type: ignore[no-any-return]
     except Exception as exc:  # SQLAlchemy / driver errors: unreachable, bad auth, unknown dialect
         orig = getattr(exc, "orig", None) or exc
         detail = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
         raise ConfigError(f"cannot open the Optuna storage {redact(spec)}: {scrub(detail, spec)}",
                           field="storage") from None
-
-

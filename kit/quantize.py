@@ -458,6 +458,7 @@ def compare(bundle: ModelBundle, X: Any, y: Any, variants: Sequence[str] | None 
     probe = bundle.copy()
     rows: dict[str, dict[str, Any]] = {}
     runtimes: dict[str, Runtime] = {}
+    sizes: dict[str, dict[str, float]] = {}
     reference: Any = None
     try:
         for name in names:
@@ -478,14 +479,13 @@ def compare(bundle: ModelBundle, X: Any, y: Any, variants: Sequence[str] | None 
                 reference = (pred, metric)
             rows[name] = _accuracy_row(bundle, variant, pred, reference, metric)
             size = fp32_size if variant.runtime == "torch" else len(artifacts[name])
-            rows[name].update(size_bytes=size, size_ratio=fp32_size / size, load_ms=load_ms)
+            sizes[name] = {"size_bytes": size, "size_ratio": fp32_size / size, "load_ms": load_ms}
             runtimes[name] = runtime
         timed = _latencies(runtimes, batches, repeats, warmup)
         for name in runtimes:
             (p50_1, p99_1), (p50_64, p99_64) = timed[(name, 1)], timed[(name, 64)]
-            sizes = {k: rows[name].pop(k) for k in ("size_bytes", "size_ratio", "load_ms")}
             rows[name].update(p50_batch1=p50_1, p99_batch1=p99_1, p50_batch64=p50_64, p99_batch64=p99_64,
-                              rows_per_s=64 / (p50_64 / 1e6), **sizes)
+                              rows_per_s=64 / (p50_64 / 1e6), **sizes[name])
     finally:
         torch.set_num_threads(saved_threads)
     frame = pd.DataFrame.from_dict(rows, orient="index")

@@ -28,13 +28,14 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from kit import drift
-from kit._json import to_json
+from kit._json import json_default, to_json
 from kit.errors import ConfigError, DataError, KitError, SchemaError
 
 if TYPE_CHECKING:
@@ -373,8 +374,8 @@ class SharedWindows:
 
     Each worker writes its own window (atomically: temporary file, then rename) from a
     background thread, every :attr:`SYNC_S` seconds when rows have arrived, and reads the others'
-    files when ``/drift`` or ``/metrics`` asks, so any worker answers for all. Files of workers that are gone (no such
-    process) are skipped and removed.
+    files when ``/drift`` or ``/metrics`` asks, so any worker answers for all. Files of workers
+    that are gone (no such process) are skipped and removed.
 
     Args:
         directory: The shared directory; created private (mode 0700) if missing. A directory
@@ -384,8 +385,6 @@ class SharedWindows:
     SYNC_S = 1.0
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
-        from pathlib import Path
-
         self.directory = Path(directory)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         if hasattr(os, "getuid") and self.directory.stat().st_uid != os.getuid():
@@ -408,7 +407,7 @@ class SharedWindows:
         """Replace this worker's shared window."""
         path = self.directory / f"{self.pid}.json"
         tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps({"pid": self.pid, "seen": seen, "rows": rows}, default=_json_value))
+        tmp.write_text(json.dumps({"pid": self.pid, "seen": seen, "rows": rows}, default=json_default))
         os.replace(tmp, path)
 
     def read_others(self) -> list[tuple[list[dict[str, Any]], int]]:
@@ -431,21 +430,12 @@ class SharedWindows:
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # PermissionError: alive, another user's
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
-
-
-def _json_value(value: Any) -> Any:
-    """JSON form of the numpy and pandas scalars a CSV upload's rows hold."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is pd.NaT:
-        return None
-    return str(value)
 
 
 def prediction_records(out: Any) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """Tuning: Optuna studies with pruning, resumable and distributed on a real database.
 
 ``tune()`` searches TrainConfig hyperparameters with Optuna. Every trial trains on the same
-splits; the best validation value so far is reported each epoch to the pruner through a training callback
-(``median``, ``hyperband`` or ``none``), so a pruned trial is recorded PRUNED, not FAIL.
+splits; each epoch, the best validation value so far is reported to the pruner through a
+training callback (``median``, ``hyperband`` or ``none``), so a pruned trial is recorded PRUNED,
+not FAIL.
 
 The study lives in a storage (see :mod:`kit._tune_storage`): a SQLite file under the run
 directory by default, any SQLAlchemy URL (PostgreSQL for many machines) or a journal file.
