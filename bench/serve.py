@@ -161,9 +161,8 @@ def main() -> int:
 
     result = train("breast_cancer", kit.TrainConfig(epochs=args.epochs, seed=0))
     bundle_dir = result.bundle.save(tmp / "bundle")  # (c) serves these fp32 weights with torch
-    X, y, X_train = quantize.evaluation_rows(result.bundle)
-    choice = quantize.select(quantize.compare(result.bundle, X, y, calibration=X_train), max_metric_drop=0.005)
-    served = result.bundle.with_runtime(choice, calibration=X_train)  # (a), (b): the chosen runtime
+    choice = quantize.select(quantize.compare(result.bundle), budget=0.005)
+    served = quantize.attach(result.bundle, choice)  # (a), (b): the chosen runtime
     tag = package.save(served, "bench")
     rows = result.splits.test.X.to_dict("records")
     print(f"model {tag}: {served}; {len(rows)} distinct rows, one row per request, "

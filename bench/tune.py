@@ -65,10 +65,10 @@ def main() -> None:
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as root:
         # warm-up, so that no strategy pays the one-time imports (torch, Optuna's storage and samplers)
-        run("warm-up", data, root, n_trials=2, config=kit.TrainConfig(epochs=2), seed=0, threads=1)
+        run("warm-up", data, root, n_trials=2, train=kit.TrainConfig(epochs=2), seed=0, threads=1)
         for seed in args.seeds:  # strategies interleaved per seed, so a slow spell of the machine hits all
             for label, pruner, sampler in STRATEGIES:
-                rows.append({**run(f"{label} s{seed}", data, root, n_trials=args.trials, config=base, seed=seed,
+                rows.append({**run(f"{label} s{seed}", data, root, n_trials=args.trials, train=base, seed=seed,
                                    threads=1, pruner=pruner, sampler=sampler), "strategy": label, "seed": seed})
         # no pruning here: which trials get pruned depends on how the workers interleave, which would
         # confound the throughput comparison

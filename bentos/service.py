@@ -1,8 +1,9 @@
 """kit's BentoML service: HTTP wiring only. Checks, scoring and drift live in kit.serving,
 the prediction path in kit.bundle.ModelBundle.infer (the same path as the notebook).
 
-Model: env KIT_MODEL_TAG, else the bento argument model_tag (set by `kit build`), else the
-latest promoted version (`kit promote`). Settings: KIT_* variables, see kit.serving.Settings.
+Model: resolved once by kit.package.served (env KIT_MODEL_TAG, else the bento argument model_tag
+set by `kit build`, else the latest promoted version). Settings: KIT_* variables, see
+kit.serving.Settings.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from kit.bundle import ModelBundle
 from kit.errors import KitError
 
 SETTINGS = serving.Settings.from_env()
-TAG = package.serving_tag(bentoml.use_arguments())
-STATE = serving.GateState(SETTINGS)
+SERVED = package.served(arguments=bentoml.use_arguments())
+STATE = serving.AdmissionState(SETTINGS)
 
 
 def _error(exc: KitError) -> JSONResponse:
@@ -30,12 +31,10 @@ def _error(exc: KitError) -> JSONResponse:
 class KitService:
     """Predict, batch-score, explain, describe and watch drift for one stored kit model."""
 
-    model_ref = bentoml.models.BentoModel(TAG)
+    model_ref = bentoml.models.BentoModel(SERVED.tag)
 
     def __init__(self) -> None:
-        stored = self.model_ref
-        self.kit = STATE.attach(ModelBundle.load(stored.path), TAG,
-                                {"labels": dict(stored.info.labels), "promoted": package.promoted(stored.tag.name)})
+        self.kit = STATE.attach(ModelBundle.load(self.model_ref.path), SERVED.tag, SERVED.store_info())
 
     @bentoml.api(batchable=SETTINGS.batching, max_batch_size=SETTINGS.max_batch_size,
                  max_latency_ms=SETTINGS.max_latency_ms)
@@ -70,7 +69,7 @@ class KitService:
         return self.kit.refresh_gauges()
 
 
-KitService.add_asgi_middleware(serving.GateMiddleware, state=STATE)
+KitService.add_asgi_middleware(serving.AdmissionMiddleware, state=STATE)
 # BentoML derives a JSON API's response media type from its output JSON schema on every call
 # (about 17% of the worker's CPU per /predict, measured with py-spy); state it once instead.
 for _name in ("predict", "explain", "metadata", "drift"):

@@ -23,15 +23,31 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from kit._json import strict_json_default
-from kit.errors import IntegrityError, KitError
+from kit.config import DataConfig
+from kit.errors import DataError, IntegrityError, KitError
+from kit.prediction import Prediction, softmax
 from kit.preprocess import Preprocessor
 from kit.runtime import Runtime, get_runtime
+from kit.sections import (
+    SECTION_TYPES,
+    ExplanationSection,
+    GateReport,
+    QuantizationSection,
+    Section,
+    TuningSection,
+)
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from kit.data import DataLike, Dataset, Splits
+
+__all__ = ["BundleData", "ModelBundle", "Prediction", "load"]
 
 FORMAT = "kit.bundle/1"
 MANIFEST = "bundle.json"
@@ -44,46 +60,21 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    out: np.ndarray = e / e.sum(axis=1, keepdims=True)
-    return out
-
-
 @dataclass
-class Prediction:
-    """What one call of the predict path returns.
+class BundleData:
+    """The data a bundle was trained on, loaded again and split as in training.
 
     Attributes:
-        labels: Predicted labels (classification) or ``None``.
-        probabilities: Class probabilities, shape (n, k), columns in ``label_names`` order.
-        values: Predicted values (regression) or ``None``.
-        label_names: The class labels, in column order of ``probabilities``.
+        dataset: The loaded dataset.
+        config: How it was loaded and split (the bundle's own split settings).
+        splits: Train / valid / test, the same rows as in training when the data is unchanged.
+        matches_lineage: Whether the data's hash equals the one recorded at training time.
     """
 
-    labels: list[Any] | None = None
-    probabilities: np.ndarray | None = None
-    values: np.ndarray | None = None
-    label_names: list[Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (what the service returns)."""
-        if self.values is not None:
-            return {"predictions": self.values.tolist()}
-        assert self.probabilities is not None
-        return {"predictions": self.labels, "probabilities": self.probabilities.tolist(),
-                "labels": self.label_names}
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per input: ``prediction`` and, for classifiers, ``proba_<label>`` columns."""
-        if self.values is not None:
-            return pd.DataFrame({"prediction": self.values})
-        assert self.probabilities is not None and self.label_names is not None
-        frame = pd.DataFrame({"prediction": self.labels})
-        for i, label in enumerate(self.label_names):
-            frame[f"proba_{label}"] = self.probabilities[:, i]
-        return frame
+    dataset: Dataset
+    config: DataConfig
+    splits: Splits
+    matches_lineage: bool
 
 
 @dataclass
@@ -161,17 +152,6 @@ class ModelBundle:
         self._runtime = get_runtime(runtime, self, **options)
         return self
 
-    def with_runtime(self, variant: Any, **kwargs: Any) -> ModelBundle:
-        """A copy that predicts with a variant (``"ort-int8-dynamic"``, a ``select()`` result, ...).
-
-        The ONNX artifact goes into ``artifacts`` with its sha256 in ``runtime_info``, and the
-        comparison summary and the choice into ``sections["quantization"]``. See
-        :func:`kit.quantize.attach` for the arguments.
-        """
-        from kit.quantize import attach
-
-        return attach(self, variant, **kwargs)
-
     def transform(self, X: Any) -> np.ndarray:
         """Validate and preprocess raw rows into the network's float32 input."""
         return self.preprocessor.transform(X)
@@ -195,7 +175,7 @@ class ModelBundle:
         if self.task == "regression":
             scale = self.target_scaling or {"mean": 0.0, "std": 1.0}
             return Prediction(values=raw[:, 0].astype(np.float64) * scale["std"] + scale["mean"])
-        proba = _softmax(raw.astype(np.float64))
+        proba = softmax(raw.astype(np.float64))
         assert self.label_names is not None
         labels = [self.label_names[i] for i in proba.argmax(axis=1)]
         return Prediction(labels=labels, probabilities=proba, label_names=list(self.label_names))
@@ -236,6 +216,108 @@ class ModelBundle:
             raise KitError(f"target value {exc.args[0]!r} is not one of the labels {self.label_names}",
                            field=self.target) from None
         return metrics.classification(codes, out.probabilities)
+
+    def module(self, device: str = "cpu") -> nn.Module:
+        """The torch network rebuilt from the spec with the bundle's weights, in eval mode.
+
+        The one place a bundle becomes a torch module (the torch runtime, ONNX export and the
+        SHAP engines all call it).
+        """
+        from kit import nets
+        from kit.errors import require
+
+        torch = require("torch", "train")
+        module = nets.build(self.spec)
+        module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.weights.items()})
+        result: nn.Module = module.eval().to(device)
+        return result
+
+    # -- the data it was made from -------------------------------------------------------------
+    @property
+    def data_config(self) -> DataConfig:
+        """How the training data was loaded and split (``configs["data"]``).
+
+        Raises:
+            DataError: If the bundle records no data config.
+        """
+        if "data" not in self.configs:
+            raise DataError("this bundle does not record how its data was loaded (configs['data']); pass the "
+                            "data explicitly", field="configs.data")
+        return DataConfig.from_dict(self.configs["data"])
+
+    def reload_data(self, data: DataLike | None = None) -> BundleData:
+        """Load the bundle's data again and split it exactly as in training.
+
+        One policy for every step that needs the bundle's own rows (the gate's test split,
+        quantization's evaluation and calibration rows, SHAP backgrounds, notebooks that continue
+        from a bundle): with ``data=None`` the recorded source is loaded and must be unchanged,
+        since a changed file would silently give another test split; passing ``data`` (a path,
+        DataFrame, Dataset or DataConfig) uses it with the bundle's split settings, and
+        ``matches_lineage`` says whether it is the training data.
+
+        Raises:
+            DataError: If the recorded data changed since training, or was an in-memory DataFrame
+                (pass ``data``), or does not fit the bundle (another target or task).
+        """
+        from kit.data import resolve
+
+        stored = self.data_config
+        if data is None and stored.source == "dataframe":
+            raise DataError("this bundle was trained on an in-memory DataFrame; pass the same data as data=",
+                            field="data")
+        if isinstance(data, DataConfig):
+            dataset, _ = resolve(data)
+        elif data is not None:
+            dataset, _ = resolve(data, stored)
+        else:
+            dataset, _ = resolve(stored)
+        recorded = self.lineage.get("data_hash")
+        matches = recorded in (None, dataset.data_hash)
+        if data is None and not matches:
+            raise DataError(f"the data {stored.source!r} changed since this model was trained (sha256 "
+                            f"{dataset.data_hash[:12]} != {str(recorded)[:12]}), so its test split is not the one "
+                            "the model was evaluated on; pass the data explicitly to use it anyway",
+                            field="source", file=stored.source)
+        if dataset.target != self.target or dataset.task != self.task:
+            raise DataError(f"the data is a {dataset.task} task on {dataset.target!r} but the bundle predicts "
+                            f"{self.target!r} ({self.task})", field="data")
+        config = stored.replace(source=dataset.config.source if dataset.config else stored.source)
+        splits = dataset.split(stored.valid_size, stored.test_size, stored.seed)
+        return BundleData(dataset, config, splits, matches)
+
+    # -- what later steps recorded ---------------------------------------------------------------
+    def section(self, name: str) -> Section | None:
+        """The typed section ``name`` (``tuning``, ``explanation``, ``quantization``, ``gate``), or ``None``."""
+        raw = self.sections.get(name)
+        if not isinstance(raw, Mapping):
+            return None
+        return SECTION_TYPES[name].from_dict(raw)
+
+    @property
+    def tuning(self) -> TuningSection | None:
+        """What tuning recorded (study, best trial), or ``None``."""
+        return self.section("tuning")  # type: ignore[return-value]
+
+    @property
+    def explanation(self) -> ExplanationSection | None:
+        """What the stored explanation says (method, ranking), or ``None``."""
+        return self.section("explanation")  # type: ignore[return-value]
+
+    @property
+    def quantization(self) -> QuantizationSection | None:
+        """Which runtime variant serves the bundle and under which budget, or ``None``."""
+        return self.section("quantization")  # type: ignore[return-value]
+
+    @property
+    def gate(self) -> GateReport | None:
+        """The release gate's last report, or ``None`` when the gate has not run."""
+        return self.section("gate")  # type: ignore[return-value]
+
+    @property
+    def gate_status(self) -> str:
+        """``passed``, ``failed`` or ``unchecked``."""
+        report = self.gate
+        return "unchecked" if report is None else ("passed" if report.passed else "failed")
 
     # -- persistence ---------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
@@ -337,10 +419,14 @@ class ModelBundle:
         clone._runtime = None
         return clone
 
-    def with_section(self, name: str, value: Mapping[str, Any]) -> ModelBundle:
-        """A copy with a JSON section (e.g. ``quantization``, ``gate``) added or replaced."""
+    def with_section(self, section: Section | str, value: Mapping[str, Any] | None = None) -> ModelBundle:
+        """A copy with a section added or replaced: a typed :class:`~kit.sections.Section`, or a name and a dict."""
+        if isinstance(section, Section):
+            name, data = section.NAME, section.to_dict()
+        else:
+            name, data = section, dict(value or {})
         clone = self.copy()
-        clone.sections[name] = json.loads(json.dumps(dict(value), default=strict_json_default))
+        clone.sections[name] = json.loads(json.dumps(data, default=strict_json_default))
         return clone
 
 

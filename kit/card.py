@@ -128,8 +128,7 @@ def _absent(step: str, how: str) -> Block:
 
 # -- sections --------------------------------------------------------------------------------------
 def _overview(b: ModelBundle) -> list[Block]:
-    gate = b.sections.get("gate")
-    status = "not run" if not isinstance(gate, dict) else ("passed" if gate.get("passed") else "FAILED")
+    status = {"unchecked": "not run", "passed": "passed", "failed": "FAILED"}[b.gate_status]
     info = b.runtime_info
     rows = {"task": b.task, "target": b.target, "labels": b.label_names, "features": len(b.feature_names),
             "network": f"{b.spec.get('name', 'mlp')} hidden={b.spec.get('hidden')}",
@@ -148,10 +147,10 @@ def _intended_use(b: ModelBundle) -> list[Block]:
              "Predictions are only as representative as the training data: check drift (PSI against the stored "
              "reference) before trusting them on a new population.",
              "Missing values are imputed with training medians/modes; see the gate's missing-value robustness."]
-    gate = b.sections.get("gate")
-    if isinstance(gate, dict):
-        items += [f"Gate check {c['name']} failed: {c['reason']}" for c in gate.get("checks", []) if not c["passed"]]
-    n_test = (gate or {}).get("data", {}).get("test_rows") if isinstance(gate, dict) else None
+    gate = b.gate
+    if gate is not None:
+        items += [f"Gate check {c.name} failed: {c.reason}" for c in gate.failed]
+    n_test = gate.data.get("test_rows") if gate is not None else None
     if n_test is not None and n_test < 100:
         items.append(f"The test split has only {n_test} rows: metrics carry wide confidence intervals.")
     return [Block("list", items=items)]
@@ -188,39 +187,38 @@ def _training(b: ModelBundle) -> list[Block]:
 
 
 def _tuning(b: ModelBundle) -> list[Block]:
-    t = b.sections.get("tuning")
-    if not isinstance(t, dict):
+    t = b.tuning
+    if t is None:
         return [_absent("tuning", "kit tune / kit.tune.tune")]
-    keep = ("study_name", "storage", "metric", "direction", "n_trials", "best_trial", "best_value", "pruner",
-            "sampler", "seed")
-    blocks = [_pairs({k: t[k] for k in keep if k in t})]
-    if isinstance(t.get("params"), Mapping):
-        blocks += [Block("p", "Best parameters:"), _pairs(t["params"])]
+    blocks = [_pairs({"study_name": t.study_name, "storage": t.storage, "metric": t.metric, "direction": t.direction,
+                      "n_trials": t.n_trials, "best_trial": t.best_trial, "best_value": t.best_value,
+                      "pruner": t.pruner, "sampler": t.sampler, "seed": t.seed})]
+    if t.params:
+        blocks += [Block("p", "Best parameters:"), _pairs(t.params)]
     return blocks
 
 
 def _explanations(b: ModelBundle) -> list[Block]:
-    e = b.sections.get("explanation")
-    if not isinstance(e, dict):
+    e = b.explanation
+    if e is None:
         return [_absent("explanation", "kit explain / kit.explain.attach")]
-    text = (f"Global importance (mean |SHAP|) by the {e.get('method')} explainer over {e.get('rows_explained')} "
-            f"rows, background of {e.get('background_size')} ({e.get('background_kind')}); output: {e.get('output')}; "
-            f"additivity error {_fmt(e.get('additivity_error'))}.")
-    ranking = e.get("importance") or []
-    return [Block("p", text), _records(ranking[:15], ["feature", "mean_abs_shap"])]
+    text = (f"Global importance (mean |SHAP|) by the {e.method} explainer over {e.rows_explained} "
+            f"rows, background of {e.background_size} ({e.background_kind}); output: {e.output}; "
+            f"additivity error {_fmt(e.additivity_error)}.")
+    return [Block("p", text), _records(e.importance[:15], ["feature", "mean_abs_shap"])]
 
 
 def _quantization(b: ModelBundle) -> list[Block]:
-    q = b.sections.get("quantization")
-    if not isinstance(q, dict):
+    q = b.quantization
+    if q is None:
         return [Block("p", "No quantization recorded: the model runs as fp32 PyTorch (kit quantize compares "
                       "ONNX Runtime variants).")]
-    blocks = [Block("p", f"Chosen variant: {q.get('chosen')} (metric {q.get('metric')}, budget "
-                         f"{_fmt(q.get('max_metric_drop'))}, objective {q.get('objective')}).")]
-    if q.get("reasons"):
-        blocks.append(Block("list", items=[str(r) for r in q["reasons"]]))
-    variants = q.get("variants")
-    if isinstance(variants, Mapping) and variants:
+    blocks = [Block("p", f"Chosen variant: {q.chosen} (metric {q.metric}, budget "
+                         f"{_fmt(q.budget)}, objective {q.objective}).")]
+    if q.reasons:
+        blocks.append(Block("list", items=[str(r) for r in q.reasons]))
+    variants = q.variants
+    if variants:
         columns = ["variant", *[c for c in ("status", "metric", "metric_drop", "p50_batch1", "p99_batch1",
                                             "p50_batch64", "p99_batch64", "size_bytes") if any(
                                                 c in (v or {}) for v in variants.values())]]
@@ -230,14 +228,13 @@ def _quantization(b: ModelBundle) -> list[Block]:
 
 
 def _gate(b: ModelBundle) -> list[Block]:
-    g = b.sections.get("gate")
-    if not isinstance(g, dict):
+    g = b.gate
+    if g is None:
         return [_absent("release gate", "kit gate / kit.gate.check")]
-    rows = [{"check": c["name"], "status": "skip" if c.get("skipped") else ("pass" if c["passed"] else "FAIL"),
-             "value": c.get("value"), "limit": c.get("threshold"), "reason": c.get("reason")}
-            for c in g.get("checks", [])]
-    data = g.get("data", {})
-    text = (f"The release gate {'passed' if g.get('passed') else 'FAILED'} on {g.get('created_at', '')} "
+    rows = [{"check": c.name, "status": c.status, "value": c.value, "limit": c.threshold, "reason": c.reason}
+            for c in g.checks]
+    data = g.data
+    text = (f"The release gate {'passed' if g.passed else 'FAILED'} on {g.created_at} "
             f"({data.get('test_rows')} test rows of {data.get('name')}, split seed {data.get('split_seed')}).")
     return [Block("p", text), _records(rows)]
 

@@ -64,6 +64,8 @@ class Dataset:
         task: ``binary``, ``multiclass`` or ``regression``.
         name: The built-in name or the file name.
         label_names: Class labels in class-index order (classification only).
+        config: How it was loaded (``None`` for a Dataset built by hand); a bundle records it so
+            a later step can load the same data and split it the same way.
     """
 
     frame: pd.DataFrame
@@ -71,6 +73,7 @@ class Dataset:
     task: str
     name: str
     label_names: list[Any] | None = None
+    config: DataConfig | None = field(default=None, repr=False)
     _hash: str | None = field(default=None, repr=False)
 
     @property
@@ -112,18 +115,24 @@ class Dataset:
             self._hash = digest.hexdigest()
         return self._hash
 
-    def split(self, valid_size: float = 0.15, test_size: float = 0.15, seed: int = 0) -> Splits:
+    def split(self, valid_size: float | None = None, test_size: float | None = None, seed: int | None = None
+              ) -> Splits:
         """Split into train / valid / test, stratified by class for classifiers.
 
         Args:
-            valid_size: Share of all rows for validation.
-            test_size: Share of all rows for the test set.
-            seed: Split seed; the same seed gives the same split.
+            valid_size: Share of all rows for validation (default: the dataset's config's).
+            test_size: Share of all rows for the test set (default: the config's).
+            seed: Split seed; the same seed gives the same split (default: the config's).
 
         Returns:
             The three parts.
         """
         from sklearn.model_selection import train_test_split
+
+        config = self.config or DataConfig()
+        valid_size = config.valid_size if valid_size is None else valid_size
+        test_size = config.test_size if test_size is None else test_size
+        seed = config.seed if seed is None else seed
 
         X, y = self.X, self.y
         strat = y if self.task != "regression" else None
@@ -295,7 +304,9 @@ def load(
             all-missing column, text in a numeric column, or a target unfit for the task.
     """
     if isinstance(source, DataConfig):
-        return load(source.source, source.target, source.task)
+        dataset = load(source.source, source.target, source.task)
+        dataset.config = source.replace(target=dataset.target) if source.source != "dataframe" else source
+        return dataset
     labels: list[Any] | None = None
     if isinstance(source, pd.DataFrame):
         frame, name, where = source.copy(), "dataframe", "the DataFrame"
@@ -352,4 +363,39 @@ def load(
         if task == "binary" and len(values) != 2:
             raise DataError(f"task is binary but target {target!r} has {len(values)} classes", field=target)
         labels = values
-    return Dataset(frame.reset_index(drop=True), target, task, name, labels)
+    config = DataConfig(source="dataframe" if isinstance(source, pd.DataFrame) else str(source), target=target,
+                        task=task)
+    return Dataset(frame.reset_index(drop=True), target, task, name, labels, config)
+
+
+DataLike = Dataset | DataConfig | str | Path | pd.DataFrame
+"""What a step accepts as data: a loaded Dataset, a DataConfig, a built-in name, a file path or a DataFrame."""
+
+
+def resolve(data: DataLike, config: DataConfig | None = None) -> tuple[Dataset, DataConfig]:
+    """Turn any accepted data argument into a dataset and the DataConfig that loads and splits it.
+
+    Args:
+        data: A :class:`Dataset`, a :class:`~kit.config.DataConfig`, a built-in name, a file path or
+            a DataFrame.
+        config: Split and loading settings for a name, path or frame (its ``source`` is replaced),
+            or for a Dataset loaded by hand; ignored when ``data`` is a DataConfig.
+
+    Returns:
+        The dataset and its config (``dataset.config`` is set to it).
+    """
+    if isinstance(data, DataConfig):
+        return load(data), data
+    if isinstance(data, Dataset):
+        chosen = config or data.config or DataConfig(source=data.name, target=data.target, task=data.task)
+        data.config = data.config or chosen
+        return data, chosen
+    base = config or DataConfig()
+    if isinstance(data, pd.DataFrame):
+        dataset = load(data, base.target, base.task)
+        chosen = base.replace(source="dataframe", target=dataset.target, task=base.task)
+    else:
+        chosen = base.replace(source=str(data))
+        dataset = load(chosen)
+    dataset.config = chosen
+    return dataset, chosen

@@ -7,7 +7,6 @@ prints what a user wants to see after each one.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 from typing import Any
@@ -44,16 +43,22 @@ def run_demo(out: str | Path = "runs/demo", *, data: str = "breast_cancer", tria
     from kit import gate as kgate
     from kit import package, quantize
     from kit.card import write_card
-    from kit.commands import metrics_table
+    from kit.config import GateConfig, QuantizeConfig, TuneConfig
     from kit.data import load
+    from kit.metrics import table as metrics_table
     from kit.train import train
     from kit.tune import tune
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     total = 9 if serve else 8
-    epochs = 8 if smoke else 200
-    trials = min(trials, 3) if smoke else trials
+    train_config = TrainConfig().smoke() if smoke else TrainConfig()
+    tune_config = TuneConfig(n_trials=trials, run_dir=str(out / "tune"), study_name=f"demo-{int(time.time())}",
+                             epochs=train_config.epochs, seed=0)
+    quantize_config = QuantizeConfig()
+    gate_config = GateConfig()
+    if smoke:
+        tune_config, quantize_config, gate_config = tune_config.smoke(), quantize_config.smoke(), gate_config.smoke()
 
     t = _step(1, total, f"data: {data}")
     data_config = DataConfig(source=data)
@@ -65,14 +70,13 @@ def run_demo(out: str | Path = "runs/demo", *, data: str = "breast_cancer", tria
     _done(t)
 
     t = _step(2, total, "train (PyTorch MLP, early stopping)")
-    base = train(dataset, TrainConfig(epochs=epochs), data_config=data_config, progress=True)
+    base = train(dataset, train_config, data_config=data_config, progress=True)
     print(metrics_table(base.bundle.metrics))
     base.bundle.save(out / "trained")
     _done(t)
 
-    t = _step(3, total, f"tune (Optuna TPE + median pruning, {trials} trials)")
-    tuned = tune(dataset, n_trials=trials, run_dir=out / "tune", study_name=f"demo-{int(time.time())}",
-                 config=TrainConfig(epochs=epochs), seed=0)
+    t = _step(3, total, f"tune (Optuna TPE + median pruning, {tune_config.n_trials} trials)")
+    tuned = tune(dataset, tune_config, train=train_config)
     print(f"   trials: {tuned.counts()}; best {tuned.metric} {tuned.best_value:.4f} (trial {tuned.best_trial})")
     assert tuned.bundle is not None
     metric = base.bundle.primary_metric
@@ -84,23 +88,22 @@ def run_demo(out: str | Path = "runs/demo", *, data: str = "breast_cancer", tria
     _done(t)
 
     t = _step(4, total, "explain (SHAP)")
-    X_test, y_test, X_train = quantize.evaluation_rows(bundle)
-    explanation = kex.explain(bundle, X_test, background=X_train)
+    explanation = kex.explain(bundle)  # the bundle's own test rows, background from its training rows
     print(f"   method {explanation.method}: {explanation.why}; additivity error {explanation.additivity_error:.1e}")
     print("   " + explanation.importance().head(5).to_string().replace("\n", "\n   "))
     bundle = kex.attach(bundle, explanation)
     _done(t)
 
     t = _step(5, total, "quantize (torch fp32 vs ONNX Runtime fp32 / int8 / fp16)")
-    report = quantize.compare(bundle, X_test, y_test, calibration=X_train, repeats=100 if smoke else 300)
+    report = quantize.compare(bundle, config=quantize_config)
     print(report.table())
-    choice = quantize.select(report, max_metric_drop=0.005)
-    print(f"   chosen: {choice.variant}")
-    bundle = bundle.with_runtime(choice, calibration=X_train)
+    choice = quantize.select(report)
+    print(f"   chosen: {choice.variant} (budget {choice.budget})")
+    bundle = quantize.attach(bundle, choice)
     _done(t)
 
     t = _step(6, total, "gate (release checks) and model card")
-    bundle, gate_report = kgate.gate(bundle)
+    bundle, gate_report = kgate.gate(bundle, config=gate_config)
     print(gate_report)
     bundle_dir = bundle.save(out / "bundle")
     card_files = write_card(bundle, out / "card")
@@ -126,25 +129,3 @@ def run_demo(out: str | Path = "runs/demo", *, data: str = "breast_cancer", tria
               f"-d '{{\"rows\": [...]}}'   (Ctrl+C to stop)", flush=True)
         package.serve(bento=bento, port=port)
     return result
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Run the demo from the command line."""
-    run_demo(args.out, data=args.data, trials=args.trials, name=args.name, port=args.port,
-             serve=not args.no_serve, smoke=args.smoke)
-    return 0
-
-
-def register_cli(sub: Any) -> None:
-    """Add ``kit demo``."""
-    p = sub.add_parser("demo", help="run the whole path on built-in data and serve it",
-                       description="data -> train -> tune -> explain -> quantize -> gate -> package -> build -> "
-                                   "serve at http://127.0.0.1:PORT")
-    p.add_argument("--out", default="runs/demo", help="output directory")
-    p.add_argument("--data", default="breast_cancer", help="built-in dataset")
-    p.add_argument("--trials", type=int, default=12, help="Optuna trials")
-    p.add_argument("--name", default="breast-cancer", help="model store name")
-    p.add_argument("--port", type=int, default=3000)
-    p.add_argument("--no-serve", action="store_true", help="stop after building the bento")
-    p.add_argument("--smoke", action="store_true", help="tiny epochs and trials (CI)")
-    p.set_defaults(func=cmd_demo)

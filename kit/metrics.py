@@ -82,7 +82,28 @@ def compute(task: str, y: np.ndarray, output: np.ndarray) -> dict[str, float]:
     return regression(y, output) if task == "regression" else classification(y, output)
 
 
+def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = 10) -> float:
+    """Top-label ECE: the confidence-weighted gap between confidence and accuracy over equal-width bins."""
+    conf = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            ece += mask.mean() * abs(float(correct[mask].mean()) - float(conf[mask].mean()))
+    return float(ece)
+
+
 def _clip(proba: np.ndarray) -> np.ndarray:
     p = np.clip(proba, 1e-7, 1.0)
     out: np.ndarray = p / p.sum(axis=1, keepdims=True)
     return out
+
+
+def table(metrics: dict[str, dict[str, float]]) -> str:
+    """Metrics by split as an aligned text table (splits as columns), for the CLI and logs."""
+    import pandas as pd
+
+    return pd.DataFrame(metrics).to_string(float_format=lambda v: f"{v:.4f}")

@@ -32,13 +32,15 @@ def _is_numeric(s: pd.Series) -> bool:
     return bool(pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s))
 
 
-def _cat_str(value: Any) -> str:
+def cat_str(value: Any) -> str:
+    """A categorical value as the string the preprocessor compares (``1.0`` -> ``"1"``)."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
 
 
-def _missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """Whether a raw value counts as missing (``None`` or a float NaN)."""
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
@@ -86,7 +88,7 @@ class Preprocessor:
             elif X[column].isna().all():
                 raise DataError(f"column {name!r} has no values in the training split", field=name)
             else:
-                strings = X[column].dropna().map(_cat_str)
+                strings = X[column].dropna().map(cat_str)
                 self.kinds_[name] = "categorical"
                 self.categories_[name] = sorted(strings.unique().tolist())
                 self.modes_[name] = str(strings.value_counts().sort_index().idxmax())
@@ -210,7 +212,7 @@ class Preprocessor:
                 j += 1
             else:
                 cats = self.categories_[name]
-                strings = np.array([self.modes_[name] if _missing(v) else _cat_str(v) for v in values],
+                strings = np.array([self.modes_[name] if is_missing(v) else cat_str(v) for v in values],
                                    dtype=object)
                 block = strings[:, None] == np.array(cats, dtype=object)[None, :]
                 unseen = ~block.any(axis=1)
@@ -233,7 +235,7 @@ class Preprocessor:
         except (TypeError, ValueError):
             x = np.empty(len(values), dtype=np.float64)
             for i, v in enumerate(values):
-                if _missing(v):
+                if is_missing(v):
                     x[i] = np.nan
                     continue
                 try:

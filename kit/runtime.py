@@ -41,16 +41,12 @@ class TorchRuntime(Runtime):
 
     def __init__(self, bundle: ModelBundle, device: str = "cpu", threads: int | None = None) -> None:
         torch = require("torch", "train")
-        from kit import nets
 
         if threads is not None:
             torch.set_num_threads(threads)
         self._torch = torch
         self.device = torch.device(device)
-        self.module = nets.build(bundle.spec)
-        state = {k: torch.from_numpy(np.array(v)) for k, v in bundle.weights.items()}
-        self.module.load_state_dict(state)
-        self.module.eval().to(self.device)
+        self.module = bundle.module(str(self.device))
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Raw outputs of the eager module."""
@@ -123,7 +119,7 @@ class OnnxRuntime(Runtime):
         name = artifact or bundle.runtime_info.get("artifact")
         if not name:
             raise ConfigError("the onnxruntime runtime needs an ONNX artifact; build one with "
-                              "kit.quantize (bundle.with_runtime)", field="artifact")
+                              "kit.quantize.apply(bundle, variant)", field="artifact")
         if name not in bundle.artifacts:
             raise IntegrityError(f"ONNX artifact {name!r} is not in the bundle; it has: "
                                  f"{', '.join(bundle.artifacts) or 'no artifacts'}", file=name)

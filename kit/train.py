@@ -24,7 +24,7 @@ import numpy as np
 
 from kit import metrics as km
 from kit.config import DataConfig, TrainConfig
-from kit.data import Dataset, Splits, load
+from kit.data import DataLike, Dataset, Splits, resolve
 from kit.errors import ConfigError, require
 from kit.preprocess import Preprocessor
 
@@ -194,7 +194,7 @@ def lineage(dataset: Dataset, seed: int) -> dict[str, Any]:
 
 
 def train(
-    data: Dataset | DataConfig | str = "breast_cancer",
+    data: DataLike = "breast_cancer",
     config: TrainConfig | None = None,
     *,
     data_config: DataConfig | None = None,
@@ -205,9 +205,11 @@ def train(
     """Train a network on a dataset and return a bundle ready for the next steps.
 
     Args:
-        data: A :class:`~kit.data.Dataset`, a :class:`~kit.config.DataConfig` or a built-in name.
+        data: A :class:`~kit.data.Dataset`, a :class:`~kit.config.DataConfig`, a built-in name, a
+            file path or a DataFrame.
         config: Training settings; defaults to ``TrainConfig()``.
-        data_config: Split settings when ``data`` is a Dataset (defaults to ``DataConfig()``).
+        data_config: Loading and split settings when ``data`` is not a DataConfig (defaults to the
+            dataset's own config, else ``DataConfig()``).
         splits: Reuse precomputed splits (tuning trains many models on one split).
         callbacks: Observers of the loop; ``on_epoch_end`` may return ``True`` to stop.
         progress: Show a ``tqdm.auto`` progress bar.
@@ -220,14 +222,7 @@ def train(
     from kit.bundle import ModelBundle
 
     config = config or TrainConfig()
-    if isinstance(data, DataConfig):
-        data_config, dataset = data, load(data)
-    elif isinstance(data, Dataset):
-        dataset = data
-        data_config = data_config or DataConfig(source=data.name, target=data.target, task=data.task)
-    else:
-        data_config = data_config or DataConfig(source=str(data))
-        dataset = load(data_config)
+    dataset, data_config = resolve(data, data_config)
     splits = splits or dataset.split(data_config.valid_size, data_config.test_size, data_config.seed)
     task = dataset.task
     monitor = _monitor(config, task)

@@ -55,7 +55,7 @@ def test_data_summary_command(capsys, mixed_csv: Path):
 
 
 def test_metrics_table_is_splits_by_metrics():
-    from kit.commands import metrics_table
+    from kit.metrics import table as metrics_table
 
     table = metrics_table({"valid": {"accuracy": 0.9}, "test": {"accuracy": 0.8}})
     assert pd.Series(table.split()).tolist()[:2] == ["valid", "test"]

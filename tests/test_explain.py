@@ -128,7 +128,7 @@ def test_batched_deeplift_equals_shap_deep_explainer(bc_result: TrainResult) -> 
     import shap
     import torch
 
-    from kit import explain_engines as engines
+    from kit.explain import _engines as engines
 
     bundle, splits = bc_result.bundle, bc_result.splits
     bg = make_background(bundle, splits.train.X, size=25)
@@ -215,12 +215,42 @@ def test_bad_input(bc_result: TrainResult) -> None:
         explain(bundle, splits.test.X.iloc[:0], background=bg)
     with pytest.raises(SchemaError, match="empty"):
         explain(bundle, [], background=bg)
-    with pytest.raises(ConfigError, match="no background"):
-        explain(bundle, splits.test.X.iloc[:2])
     with pytest.raises(ConfigError, match="method"):
         explain(bundle, splits.test.X.iloc[:2], background=bg, method="lime")
     with pytest.raises(SchemaError, match="background"):
         explain(bundle, splits.test.X.iloc[:2], background=bg.iloc[:0])
+
+
+def test_a_fresh_bundle_explains_against_a_seeded_sample_of_its_own_training_split(bc_result: TrainResult) -> None:
+    bundle, splits = bc_result.bundle, bc_result.splits
+    assert bundle.explanation is None  # nothing stored: the background comes from reload_data()
+    ex = explain(bundle, splits.test.X.iloc[:5], background_size=30, seed=3)
+    same = explain(bundle, splits.test.X.iloc[:5], background=splits.train.X, background_size=30, seed=3)
+    assert ex.background_kind == "sample" and len(ex.background) == 30
+    pd.testing.assert_frame_equal(ex.background, same.background)
+    np.testing.assert_allclose(ex.values, same.values)
+    # with no rows either, the first rows of its own test split are explained
+    default = explain(bundle, background_size=30, rows=7)
+    pd.testing.assert_frame_equal(default.data, splits.test.X.iloc[:7].reset_index(drop=True), check_dtype=False)
+
+
+def test_permutation_values_add_up_on_a_batch_dependent_int8_runtime(bc_result: TrainResult) -> None:
+    from kit.quantize import attach
+
+    # dynamic int8 quantizes activations with ranges taken from the whole batch, so a row's output
+    # moves with its batch neighbours; the values must still add up, to the output the engine observed
+    bundle = attach(bc_result.bundle, "ort-int8-dynamic")
+    X = bc_result.splits.test.X.iloc[:6]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "do not add up" warning
+        ex = explain(bundle, X, background=bc_result.splits.train.X, background_size=40)
+    assert ex.method == "permutation"
+    np.testing.assert_allclose(ex.values.sum(axis=1) + ex.base_values, ex.outputs, atol=1e-9)
+    assert ex.additivity_error <= ex.tolerance
+    served = _outputs(bundle, ex)
+    shift = float(np.max(np.abs(served - ex.outputs)))
+    # where the batch moved the output beyond the tolerance, the explanation says so
+    assert ("depends on the rest of its batch" in ex.why) == (shift > ex.tolerance)
 
 
 def test_oversized_input_is_sampled_with_a_warning(bc_result: TrainResult) -> None:

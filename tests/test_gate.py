@@ -10,6 +10,7 @@ from kit.bundle import ModelBundle
 from kit.card import card, write_card
 from kit.errors import ConfigError
 from kit.gate import CHECKS, GateConfig, GateReport, check, expected_calibration_error, gate
+from kit.quantize import attach
 
 NO_SHAP = GateConfig(skip=("explanation_stability",))
 
@@ -61,7 +62,7 @@ def test_tight_thresholds_fail_with_a_reason_each(bc_bundle):
 
 
 def test_quantized_runtime_drop_is_measured_against_fp32(bc_bundle):
-    int8 = bc_bundle.with_runtime("ort-int8-dynamic")
+    int8 = attach(bc_bundle, "ort-int8-dynamic")
     drop = by_name(check(int8, config=NO_SHAP.replace(skip=("explanation_stability", "latency_p99"))))["runtime_drop"]
     fp32, chosen = drop.details["fp32"], drop.details["runtime"]
     assert fp32 == pytest.approx(bc_bundle.metrics["test"]["accuracy"])
@@ -164,7 +165,7 @@ def test_cli_card_command(bc_bundle, tmp_path: Path):
 def test_packaging_refuses_a_failed_gate_naming_the_check(bc_bundle):
     from kit import package
 
-    failed = check(bc_bundle, config=NO_SHAP.replace(max_p99_ms=1e-6)).attach(bc_bundle)
+    failed = bc_bundle.with_section(check(bc_bundle, config=NO_SHAP.replace(max_p99_ms=1e-6)))
     assert failed.sections["gate"]["failures"][0].startswith("latency_p99: p99")
     # refused before anything is written to the model store
     with pytest.raises(package.GateFailedError, match="latency_p99"):

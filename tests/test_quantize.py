@@ -15,8 +15,8 @@ from kit.quantize import (
     VARIANTS,
     ExportError,
     QuantReport,
+    attach,
     compare,
-    evaluation_rows,
     export_onnx,
     select,
 )
@@ -26,7 +26,8 @@ FAST = {"repeats": 20, "warmup": 3}
 
 @pytest.fixture(scope="module")
 def bc_rows(bc_bundle):
-    return evaluation_rows(bc_bundle)
+    data = bc_bundle.reload_data()
+    return data.splits.test.X, data.dataset.decode_target(data.splits.test.y), data.splits.train.X
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +36,9 @@ def bc_report(bc_bundle, bc_rows) -> QuantReport:
     return compare(bc_bundle, X, y, calibration=train_X, **FAST)
 
 
-def test_evaluation_rows_are_the_training_test_split(bc_result, bc_rows):
+def test_reloaded_rows_are_the_training_test_split(bc_result, bc_rows):
     X, y, train_X = bc_rows
-    # the CLI re-splits with the stored seed, so its test rows are the ones the bundle was scored on
+    # reload_data re-splits with the stored seed, so its test rows are the ones the bundle was scored on
     pd.testing.assert_frame_equal(X, bc_result.splits.test.X)
     assert len(train_X) == len(bc_result.splits.train.X)
     assert bc_result.bundle.evaluate(X, y) == bc_result.bundle.metrics["test"]
@@ -66,13 +67,13 @@ def test_report_measures_latency_size_and_load_time(bc_report, bc_bundle):
     assert frame.loc["ort-int8-dynamic", "size_ratio"] > 3.0
     assert frame.loc["ort-fp16", "size_ratio"] > 1.7
     assert frame.loc[BASELINE, "metric"] == pytest.approx(bc_bundle.metrics["test"]["accuracy"])
-    assert bc_report.info["export"]["max_abs_diff"] <= bc_report.info["export"]["atol"]
+    assert bc_report.export["max_abs_diff"] <= bc_report.export["atol"]
     assert "accuracy" in bc_report.table() and "ort-int8-static" in bc_report.table()
 
 
 def test_regression_variants_report_value_differences(diabetes_result):
     bundle, test = diabetes_result.bundle, diabetes_result.splits.test
-    report = compare(bundle, test.X, test.y, ["ort-fp32", "ort-int8-dynamic", "ort-fp16"], **FAST)
+    report = compare(bundle, test.X, test.y, variants=["ort-fp32", "ort-int8-dynamic", "ort-fp16"], **FAST)
     frame = report.frame
     assert report.metric == "r2" and frame["label_agreement"].isna().all()
     assert frame["within_tolerance"].all()
@@ -92,28 +93,28 @@ def _fake_report(drops: dict[str, float], p50: dict[str, float], failed: tuple[s
 def test_select_picks_the_fastest_variant_within_budget():
     report = _fake_report({"torch-fp32": 0.0, "ort-fp32": 0.0, "ort-int8-dynamic": 0.004, "ort-int8-static": 0.02},
                           {"torch-fp32": 50.0, "ort-fp32": 9.0, "ort-int8-dynamic": 7.0, "ort-int8-static": 5.0})
-    choice = select(report, max_metric_drop=0.005)
+    choice = select(report, budget=0.005)
     # static is fastest but over budget; dynamic is the fastest that qualifies
     assert choice.variant == "ort-int8-dynamic"
     assert any(r.startswith("ort-int8-static: rejected: metric drop") for r in choice.reasons)
     assert any(r.startswith("ort-fp32: slower") for r in choice.reasons)
     # a looser budget admits static; another objective can change the answer
-    assert select(report, max_metric_drop=0.05).variant == "ort-int8-static"
+    assert select(report, budget=0.05).variant == "ort-int8-static"
     assert select(report, 0.005, objective="p99_batch64").variant == "ort-int8-dynamic"
 
 
 def test_select_falls_back_to_fp32_when_nothing_qualifies():
     report = _fake_report({"torch-fp32": 0.0, "ort-int8-dynamic": 0.03, "ort-fp16": 0.0},
                           {"torch-fp32": 50.0, "ort-int8-dynamic": 7.0, "ort-fp16": 6.0}, failed=("ort-fp16",))
-    choice = select(report, max_metric_drop=0.005)
+    choice = select(report, budget=0.005)
     assert choice.variant == BASELINE
     assert "no other variant qualifies" in choice.reasons[0]
     assert choice.reasons[2] == "ort-fp16: rejected: failed: boom"
 
 
 def test_select_refuses_bad_settings(bc_report):
-    with pytest.raises(ConfigError, match="max_metric_drop"):
-        select(bc_report, max_metric_drop=-0.1)
+    with pytest.raises(ConfigError, match="budget"):
+        select(bc_report, budget=-0.1)
     with pytest.raises(ConfigError, match="objective"):
         select(bc_report, objective="fastest")
 
@@ -121,19 +122,19 @@ def test_select_refuses_bad_settings(bc_report):
 def test_unknown_variant_is_refused(bc_bundle, bc_rows):
     X, y, _ = bc_rows
     with pytest.raises(ConfigError, match="unknown variant 'ort-int4'") as info:
-        compare(bc_bundle, X, y, ["ort-int4"])
+        compare(bc_bundle, X, y, variants=["ort-int4"])
     assert info.value.field == "variants"
     with pytest.raises(ConfigError, match="unknown variant"):
-        bc_bundle.with_runtime("tensorrt")
+        attach(bc_bundle, "tensorrt")
 
 
 def test_static_int8_refuses_a_too_small_calibration_set(bc_bundle, bc_rows):
     X, y, train_X = bc_rows
     with pytest.raises(DataError, match="calibration set too small.*10 rows") as info:
-        compare(bc_bundle, X, y, ["ort-int8-static"], calibration=train_X[:10])
+        compare(bc_bundle, X, y, variants=["ort-int8-static"], calibration=train_X[:10])
     assert info.value.field == "calibration"
-    with pytest.raises(DataError, match="needs calibration rows"):
-        bc_bundle.with_runtime("ort-int8-static")
+    with pytest.raises(DataError, match="calibration set too small"):
+        attach(bc_bundle, "ort-int8-static", calibration=train_X[:10])
 
 
 def _custom_net(bc_bundle, monkeypatch, name: str, forward) -> ModelBundle:
@@ -158,16 +159,16 @@ def test_a_network_that_fails_to_export_keeps_torch_with_the_reason(bc_bundle, b
     # bessel_j0 has no ONNX translation in either exporter; eager torch runs it fine
     bundle = _custom_net(bc_bundle, monkeypatch, "bessel-mlp", lambda layers, x: layers(torch.special.bessel_j0(x)))
     X, y, _ = bc_rows
-    report = compare(bundle, X, y, ["ort-fp32", "ort-int8-dynamic"], **FAST)
+    report = compare(bundle, X, y, variants=["ort-fp32", "ort-int8-dynamic"], **FAST)
     assert report.frame.loc[BASELINE, "status"] == "ok"
     status = report.frame.loc["ort-fp32", "status"]
     assert status.startswith("failed: network 'bessel-mlp' cannot be exported") and "bessel_j0" in status
     choice = select(report)
     assert choice.variant == BASELINE and "cannot be exported" in " ".join(choice.reasons)
-    served = bundle.with_runtime(choice)
+    served = attach(bundle, choice)
     assert served.runtime_info["name"] == "torch" and "cannot be exported" in json.dumps(served.sections)
     with pytest.raises(ExportError, match="cannot be exported") as info:
-        bundle.with_runtime("ort-fp32")
+        attach(bundle, "ort-fp32")
     assert info.value.field == "net"
 
 
@@ -180,19 +181,20 @@ def test_a_graph_that_disagrees_with_torch_is_not_accepted(bc_bundle, monkeypatc
         export_onnx(bundle)
 
 
-def test_with_runtime_stores_the_artifact_hash_and_the_choice(bc_bundle, bc_report, bc_rows, tmp_path: Path):
+def test_attach_stores_the_artifact_hash_and_the_choice(bc_bundle, bc_report, bc_rows, tmp_path: Path):
     X, y, _ = bc_rows
     choice = select(bc_report, 0.005)
-    served = bc_bundle.with_runtime(choice)
-    section = served.sections["quantization"]
-    assert section["chosen"] == choice.variant and section["reasons"] == choice.reasons
+    served = attach(bc_bundle, choice)
+    section = served.quantization
+    assert section is not None
+    assert section.chosen == choice.variant and section.reasons == choice.reasons and section.budget == 0.005
     # what the release gate reads: per-variant drop and p99, and the chosen row
-    assert set(section["variants"]) == set(VARIANTS)
-    assert {"metric_drop", "p99_batch1", "p50_batch64", "size_bytes"} <= set(section["variants"]["ort-fp32"])
-    assert section["chosen_row"]["metric_drop"] <= 0.005
+    assert set(section.variants) == set(VARIANTS)
+    assert {"metric_drop", "p99_batch1", "p50_batch64", "size_bytes"} <= set(section.variants["ort-fp32"])
+    assert section.metric_drop is not None and section.metric_drop <= 0.005
     assert bc_bundle.runtime_info["name"] == "torch"  # the source bundle is unchanged
 
-    int8 = bc_bundle.with_runtime("ort-int8-dynamic", report=bc_report)
+    int8 = attach(bc_bundle, "ort-int8-dynamic", report=bc_report)
     assert int8.runtime_info["artifact"] == "model.ort-int8-dynamic.onnx"
     assert int8.runtime_info["options"] == {"threads": 1, "inter_threads": 1}
     loaded = ModelBundle.load(int8.save(tmp_path / "b"))
@@ -202,7 +204,7 @@ def test_with_runtime_stores_the_artifact_hash_and_the_choice(bc_bundle, bc_repo
 
 
 def test_artifact_hashes_are_verified_on_load(bc_bundle, bc_report, tmp_path: Path):
-    served = bc_bundle.with_runtime("ort-fp32", report=bc_report)
+    served = attach(bc_bundle, "ort-fp32", report=bc_report)
     out = served.save(tmp_path / "b")
     graph = out / "model.ort-fp32.onnx"
     graph.write_bytes(graph.read_bytes()[:-1] + b"\x00")
@@ -216,11 +218,13 @@ def test_artifact_hashes_are_verified_on_load(bc_bundle, bc_report, tmp_path: Pa
         swapped.predict(bc_bundle.example(1))
 
 
-def test_with_runtime_builds_a_variant_without_a_report(bc_bundle, bc_rows):
-    X, _, train_X = bc_rows
-    served = bc_bundle.with_runtime("ort-int8-static", calibration=train_X)
+def test_attach_builds_a_variant_without_a_report(bc_bundle, bc_rows):
+    X, _, _ = bc_rows
+    # no report and no calibration rows: static int8 calibrates on the bundle's own training split
+    served = attach(bc_bundle, "ort-int8-static")
     agreement = np.mean(served.predict(X) == bc_bundle.predict(X))
-    assert agreement >= 0.97 and served.sections["quantization"]["reasons"] == ["chosen by name"]
+    assert served.quantization is not None
+    assert agreement >= 0.97 and served.quantization.reasons == ["chosen by name"]
     export = export_onnx(bc_bundle)[1]
     assert export["exporter"] == "dynamo" and export["batch_sizes_checked"] == [1, 5, 64]
 
@@ -241,7 +245,7 @@ print("torch absent")
 
 
 def test_an_onnx_bundle_predicts_without_torch(bc_bundle, bc_report, tmp_path: Path):
-    out = bc_bundle.with_runtime("ort-int8-dynamic", report=bc_report).save(tmp_path / "b")
+    out = attach(bc_bundle, "ort-int8-dynamic", report=bc_report).save(tmp_path / "b")
     done = subprocess.run([sys.executable, "-c", ISOLATED, str(out)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     expected = list(bc_bundle.predict(bc_bundle.example(3)))
@@ -262,7 +266,8 @@ def test_cli_prints_the_table_and_writes_the_bundle(bc_bundle, tmp_path: Path, c
     printed = capsys.readouterr().out
     assert code == 0 and "ort-int8-dynamic" in printed and "chosen:" in printed
     loaded = ModelBundle.load(tmp_path / "out")
-    assert loaded.sections["quantization"]["max_metric_drop"] == 0.005
+    # the budget the user picked travels into the bundle (and from there into the store and the gate)
+    assert loaded.quantization is not None and loaded.quantization.budget == 0.005
     assert loaded.runtime_info["name"] in ("torch", "onnxruntime") and (tmp_path / "p.png").stat().st_size > 0
 
 
@@ -273,7 +278,7 @@ def test_cli_reports_an_unknown_variant_in_one_line(bc_bundle, tmp_path: Path, c
 
 
 def test_latency_rounds_interleave_variants_and_count_every_run():
-    from kit.quantize import _latencies
+    from kit.quantize._compare import _latencies
     from kit.runtime import Runtime
 
     calls: list[tuple[str, int]] = []

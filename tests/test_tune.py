@@ -17,12 +17,11 @@ import optuna
 import pytest
 
 import kit
-from kit._space import DEFAULT_SPACE, Space
-from kit._tune_storage import CONNECT_TIMEOUT_S, redact
 from kit.bundle import ModelBundle
 from kit.cli import main as cli_main
 from kit.errors import ConfigError
-from kit.tune import create_study, run_worker, tune
+from kit.tune import DEFAULT_SPACE, Space, create_study, run_worker, tune
+from kit.tune._storage import CONNECT_TIMEOUT_S, redact
 
 ROOT = Path(__file__).resolve().parents[1]
 KIT = str(ROOT / ".venv" / "bin" / "kit")
@@ -84,7 +83,7 @@ def test_bad_space_names_the_parameter(spec: dict[str, Any], name: str) -> None:
 def test_bad_space_fails_before_touching_storage_or_data() -> None:
     # The storage is unreachable: a space error must win, so nothing was contacted first.
     with pytest.raises(ConfigError) as err:
-        tune("breast_cancer", {"lr": "float(1, 0)"}, storage="postgresql://u:pw@127.0.0.1:1/x")
+        tune("breast_cancer", space={"lr": "float(1, 0)"}, storage="postgresql://u:pw@127.0.0.1:1/x")
     assert err.value.field == "lr"
 
 
@@ -120,7 +119,7 @@ def test_unreachable_storage_fails_fast_without_the_password(capsys: pytest.Capt
 # --- SQLite: pruning, retrain, lineage, resume, plots ---------------------------------------------
 
 def test_sqlite_study_prunes_retrains_and_resumes(tmp_path: Path) -> None:
-    result = tune("breast_cancer", TINY, n_trials=8, config=FAST, run_dir=tmp_path, study_name="bc", threads=1)
+    result = tune("breast_cancer", space=TINY, n_trials=8, train=FAST, run_dir=tmp_path, study_name="bc", threads=1)
     counts = result.counts()
     # The default storage is a SQLite file under the run directory.
     assert (tmp_path / "optuna.db").exists() and result.storage.startswith("sqlite:///")
@@ -152,7 +151,7 @@ def test_sqlite_study_prunes_retrains_and_resumes(tmp_path: Path) -> None:
 
     first = [t.params for t in result.study.trials]
     # Same name again with a higher target: resumes and only adds the missing trials.
-    again = tune("breast_cancer", TINY, n_trials=10, config=FAST, run_dir=tmp_path, study_name="bc",
+    again = tune("breast_cancer", space=TINY, n_trials=10, train=FAST, run_dir=tmp_path, study_name="bc",
                  retrain=False, threads=1)
     assert len(_finished(again.study)) == 10
     assert [t.params for t in again.study.trials[:8]] == first
@@ -165,7 +164,7 @@ def test_sqlite_study_prunes_retrains_and_resumes(tmp_path: Path) -> None:
 
 
 def test_median_pruner_decides_like_optuna_from_a_snapshot_of_complete_trials() -> None:
-    from kit._study import _pruner
+    from kit.tune._study import _pruner
 
     study = optuna.create_study(direction="minimize")
     dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
@@ -204,7 +203,7 @@ def test_median_pruner_decides_like_optuna_from_a_snapshot_of_complete_trials() 
 
 
 def test_same_seed_one_worker_gives_the_same_trials(tmp_path: Path) -> None:
-    runs = [tune("wine", TINY, n_trials=4, config=FAST, run_dir=tmp_path, study_name=f"s{i}", seed=7,
+    runs = [tune("wine", space=TINY, n_trials=4, train=FAST, run_dir=tmp_path, study_name=f"s{i}", seed=7,
                  pruner="none", retrain=False, threads=1) for i in range(2)]
     params = [[t.params for t in r.study.trials] for r in runs]
     values = [[t.value for t in r.study.trials] for r in runs]
@@ -214,20 +213,20 @@ def test_same_seed_one_worker_gives_the_same_trials(tmp_path: Path) -> None:
 
 def test_study_refuses_another_metric_or_direction(tmp_path: Path) -> None:
     storage = str(tmp_path / "s.db")
-    create_study("breast_cancer", TINY, config=FAST, storage=storage, study_name="m")
+    create_study("breast_cancer", space=TINY, train=FAST, storage=storage, study_name="m")
     with pytest.raises(ConfigError) as err:
-        create_study("breast_cancer", TINY, config=FAST, storage=storage, study_name="m", metric="accuracy")
+        create_study("breast_cancer", space=TINY, train=FAST, storage=storage, study_name="m", metric="accuracy")
     assert err.value.field == "metric" and "log_loss" in err.value.message
     # The same recipe loads (resume) without complaint.
-    assert create_study("breast_cancer", TINY, config=FAST, storage=storage, study_name="m").study_name == "m"
+    assert create_study("breast_cancer", space=TINY, train=FAST, storage=storage, study_name="m").study_name == "m"
     # A stock Optuna study with the opposite direction is refused too.
     optuna.create_study(storage=f"sqlite:///{storage}", study_name="stock", direction="maximize")
     with pytest.raises(ConfigError, match="maximize"):
-        create_study("breast_cancer", TINY, config=FAST, storage=storage, study_name="stock")
+        create_study("breast_cancer", space=TINY, train=FAST, storage=storage, study_name="stock")
 
 
 def test_journal_storage_and_hyperband(tmp_path: Path) -> None:
-    result = tune("diabetes", TINY, n_trials=3, config=FAST, storage=f"journal:{tmp_path / 'j.journal'}",
+    result = tune("diabetes", space=TINY, n_trials=3, train=FAST, storage=f"journal:{tmp_path / 'j.journal'}",
                   study_name="j", pruner="hyperband", retrain=False, threads=1)
     assert result.metric == "rmse" and len(_finished(result.study)) == 3
     assert (tmp_path / "j.journal").stat().st_size > 0
@@ -245,7 +244,7 @@ def test_sqlite_resume_after_interrupted_run(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)  # Ctrl-C in the middle of the third trial
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    result = tune("breast_cancer", SLOW_SPACE, n_trials=4, config=SLOW, storage=storage, study_name="r",
+    result = tune("breast_cancer", space=SLOW_SPACE, n_trials=4, train=SLOW, storage=storage, study_name="r",
                   pruner="none", retrain=False, threads=1)
     after = {t.number: t for t in result.study.trials}
     # Every trial finished before the interruption is still there, unchanged.
@@ -282,7 +281,7 @@ def test_two_workers_on_postgres_share_one_study(postgres_url: str, tmp_path: Pa
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     name, password = _name(), _password(postgres_url)
     with caplog.at_level(logging.DEBUG):
-        result = tune("breast_cancer", TINY, n_trials=10, config=FAST.replace(epochs=12), storage=postgres_url,
+        result = tune("breast_cancer", space=TINY, n_trials=10, train=FAST.replace(epochs=12), storage=postgres_url,
                       study_name=name, n_workers=2)
     trials = result.study.trials
     numbers = [t.number for t in trials]
@@ -311,7 +310,7 @@ def test_two_workers_on_postgres_share_one_study(postgres_url: str, tmp_path: Pa
 @pytest.mark.postgres
 def test_worker_killed_mid_trial_is_retried_and_study_completes(postgres_url: str) -> None:
     name = _name()
-    create_study("breast_cancer", SLOW_SPACE, n_trials=4, config=SLOW, storage=postgres_url, study_name=name,
+    create_study("breast_cancer", space=SLOW_SPACE, n_trials=4, train=SLOW, storage=postgres_url, study_name=name,
                  pruner="none")
     # The URL travels in the environment, not argv (kept out of the process list).
     env = {**os.environ, "KIT_TUNE_STORAGE": postgres_url}

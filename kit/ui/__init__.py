@@ -15,7 +15,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from kit.ui.session import Session, write_results
+from kit.results import write_results
+from kit.ui.session import Session
 
 _LAZY = {
     "Wizard": "kit.ui.wizard",

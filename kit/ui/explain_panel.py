@@ -15,7 +15,6 @@ if TYPE_CHECKING:
 
     from kit.explain import Explanation
 
-SMOKE_ROWS = 20
 
 
 class ExplainPanel(Panel):
@@ -29,12 +28,12 @@ class ExplainPanel(Panel):
         """Rows, method and background size; the row picker lives under the plots."""
         from kit.explain import METHODS
 
-        smoke = self.session.smoke
-        self.rows = widgets.BoundedIntText(value=SMOKE_ROWS if smoke else 200, min=1, max=1000,
+        config = self.session.explain_config
+        self.rows = widgets.BoundedIntText(value=config.rows, min=1, max=1000,
                                            description="test rows", style=STYLE, layout=LAYOUT)
-        self.method = widgets.Dropdown(options=list(METHODS), value="auto", description="method", style=STYLE,
+        self.method = widgets.Dropdown(options=list(METHODS), value=config.method, description="method", style=STYLE,
                                        layout=LAYOUT)
-        self.background_size = widgets.BoundedIntText(value=50 if smoke else 100, min=5, max=2000,
+        self.background_size = widgets.BoundedIntText(value=config.background_size, min=5, max=2000,
                                                       description="background rows", style=STYLE, layout=LAYOUT)
         self.row = widgets.IntSlider(value=0, min=0, max=0, description="row", style=STYLE, layout=LAYOUT,
                                      disabled=True)
@@ -66,7 +65,7 @@ class ExplainPanel(Panel):
         ex = explain(bundle, X, background=splits.train.X, method=self.method.value,
                      background_size=int(self.background_size.value))
         self.session.set_bundle(attach(bundle, ex), "explain")
-        self.session.record("explain", {**ex.section(), "rows": len(X)}, ex)
+        self.session.record("explain", {**ex.section().to_dict(), "rows": len(X)}, ex)
         return ex
 
     def render(self) -> None:

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from kit.bundle import ModelBundle
     from kit.quantize import QuantReport, Selection
 
-SMOKE_REPEATS = 20
 COLUMNS = ["status", "metric", "metric_drop", "label_agreement", "p50_batch1", "p99_batch1", "p50_batch64",
            "size_bytes", "size_ratio"]
 
@@ -43,14 +42,14 @@ class QuantizePanel(Panel):
         """Variants, timing repeats and the accuracy budget."""
         from kit.quantize import VARIANTS
 
-        smoke = self.session.smoke
+        config = self.session.quantize_config
         names = list(VARIANTS)
-        default = [n for n in names if n != "ort-fp16"] if smoke else names
+        default = list(config.variants or names)
         self.variants = widgets.SelectMultiple(options=names, value=default, rows=len(names), description="variants",
                                                style=STYLE, layout=LAYOUT)
-        self.repeats = widgets.BoundedIntText(value=SMOKE_REPEATS if smoke else 300, min=1, max=100_000,
+        self.repeats = widgets.BoundedIntText(value=config.repeats, min=1, max=100_000,
                                               description="timed repeats", style=STYLE, layout=LAYOUT)
-        self.budget = widgets.FloatSlider(value=0.005, min=0.0, max=0.05, step=0.001, readout_format=".3f",
+        self.budget = widgets.FloatSlider(value=config.budget, min=0.0, max=0.05, step=0.001, readout_format=".3f",
                                           description="max metric drop", style=STYLE, layout=LAYOUT,
                                           continuous_update=False)
         self.choice = widgets.HTML()
@@ -68,20 +67,21 @@ class QuantizePanel(Panel):
         y = splits.test.y if ds.task == "regression" else [ds.label_names[i] for i in splits.test.y]  # type: ignore[index]
         repeats = int(self.repeats.value)
         self.source = bundle
-        self.report = compare(bundle, splits.test.X, y, list(self.variants.value), calibration=splits.train.X,
+        self.report = compare(bundle, splits.test.X, y, calibration=splits.train.X,
+                              variants=tuple(self.variants.value), budget=float(self.budget.value),
                               repeats=repeats, warmup=max(1, repeats // 10))
         return self._select()
 
     def _select(self) -> Selection:
-        from kit.quantize import select
+        from kit.quantize import attach, select
 
         assert self.report is not None and self.source is not None
-        self.selection = select(self.report, max_metric_drop=float(self.budget.value))
-        chosen = self.source.with_runtime(self.selection)
+        self.selection = select(self.report, budget=float(self.budget.value))
+        chosen = attach(self.source, self.selection)
         self.session.set_bundle(chosen, "quantize")
-        self.session.record("quantize", {"chosen": self.selection.variant, "reasons": self.selection.reasons,
-                                         "max_metric_drop": self.selection.max_metric_drop,
-                                         "report": self.report.summary()}, self.selection)
+        section = chosen.quantization
+        assert section is not None
+        self.session.record("quantize", section.to_dict(), self.selection)
         return self.selection
 
     def _reselect(self) -> None:

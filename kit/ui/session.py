@@ -10,19 +10,15 @@ tests use it headless too.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from kit._json import to_json
-from kit.config import DataConfig, TrainConfig
+from kit.config import DataConfig, ExplainConfig, GateConfig, QuantizeConfig, TrainConfig, TuneConfig
 from kit.errors import DataError
+from kit.results import notebook_results, write_results
 
 if TYPE_CHECKING:
     from kit.bundle import ModelBundle
@@ -39,8 +35,12 @@ class Session:
     Attributes:
         data_config: How the data is loaded and split.
         train_config: Training settings (the Train panel edits it; "use best parameters" replaces it).
+        tune_config: Tuning settings the Tune panel starts from.
+        explain_config: Explanation settings the Explain panel starts from.
+        quantize_config: Quantization settings the Quantize panel starts from.
+        gate_config: Release-gate thresholds the Gate panel starts from.
         output_dir: Where bundles, uploads and ``results.json`` are written.
-        smoke: Tiny epochs/trials everywhere (CI).
+        smoke: Tiny epochs/trials everywhere (CI): every step config gets :data:`kit.config.SMOKE`.
         dataset: The loaded dataset, once the Data step ran.
         splits: Its train/valid/test splits.
         result: The last training result.
@@ -54,6 +54,10 @@ class Session:
 
     data_config: DataConfig = field(default_factory=DataConfig)
     train_config: TrainConfig = field(default_factory=TrainConfig)
+    tune_config: TuneConfig = field(default_factory=TuneConfig)
+    explain_config: ExplainConfig = field(default_factory=ExplainConfig)
+    quantize_config: QuantizeConfig = field(default_factory=QuantizeConfig)
+    gate_config: GateConfig = field(default_factory=GateConfig)
     output_dir: Path = field(default_factory=lambda: Path("runs") / "wizard")
     smoke: bool = False
     dataset: Dataset | None = None
@@ -70,6 +74,10 @@ class Session:
 
     def __post_init__(self) -> None:
         self.output_dir = Path(self.output_dir)
+        if self.smoke:
+            self.train_config, self.tune_config = self.train_config.smoke(), self.tune_config.smoke()
+            self.explain_config, self.quantize_config = self.explain_config.smoke(), self.quantize_config.smoke()
+            self.gate_config = self.gate_config.smoke()
 
     # -- events ----------------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> None:
@@ -141,15 +149,15 @@ class Session:
         from kit.bundle import ModelBundle
 
         bundle = ModelBundle.load(path)
-        data = bundle.configs.get("data")
-        if data:
-            self.data_config = DataConfig.from_dict(data)
+        loaded = bundle.reload_data()  # the same rows and split as in training (a changed file is refused)
         train = bundle.configs.get("train")
-        if train:
-            self.train_config = TrainConfig.from_dict(train)
-        self.load_data(self.data_config)
         with self._lock:
+            self.data_config, self.dataset, self.splits = loaded.config, loaded.dataset, loaded.splits
+            self.result = None
+            if train:
+                self.train_config = TrainConfig.from_dict(train)
             self.bundle, self.bundle_path = bundle, Path(path)
+        self.notify("data")
         self.notify("bundle")
         return bundle
 
@@ -164,53 +172,10 @@ class Session:
     # -- results -----------------------------------------------------------------------------------
     def results(self, notebook: str = "00_quickstart", **extra: Any) -> dict[str, Any]:
         """Everything ``results.json`` holds: metrics, artifact paths, tags and each step's summary."""
-        bundle = self.bundle
-        out: dict[str, Any] = {
-            "notebook": notebook,
-            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "smoke": self.smoke,
-            "data": self.data_config.to_dict(),
-            "task": bundle.task if bundle is not None else None,
-            "primary_metric": bundle.primary_metric if bundle is not None else None,
-            "metrics": bundle.metrics if bundle is not None else {},
-            "bundle_path": str(self.bundle_path) if self.bundle_path else None,
-            "artifacts": dict(self.artifacts),
-            "tags": dict(self.tags),
-            "steps": dict(self.outputs),
-        }
-        out.update(extra)
-        return out
+        return notebook_results(notebook, bundle=self.bundle, bundle_path=self.bundle_path, smoke=self.smoke,
+                                data=self.data_config, artifacts=self.artifacts, tags=self.tags, steps=self.outputs,
+                                **extra)
 
     def write_results(self, notebook: str = "00_quickstart", **extra: Any) -> Path:
         """Write :meth:`results` to ``output_dir/results.json`` and return its path."""
         return write_results(self.output_dir, self.results(notebook, **extra))
-
-
-
-
-def write_results(output_dir: str | Path, results: dict[str, Any]) -> Path:
-    """Write ``results`` as ``output_dir/results.json`` (numpy values and paths made JSON-able).
-
-    Args:
-        output_dir: Directory, created when missing.
-        results: Metrics, artifact paths, tags ...
-
-    Returns:
-        The path written.
-    """
-    path = Path(output_dir) / "results.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_finite(to_json(results)), indent=2, allow_nan=False)
-    path.write_text(text + "\n")
-    return path
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with NaN and infinite floats replaced by ``None`` (strict JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value

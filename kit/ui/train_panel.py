@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
     from kit.train import TrainResult
 
-SMOKE_EPOCHS = 12
 
 
 class _LiveCallback(Callback):
@@ -87,7 +86,7 @@ class TrainPanel(Panel):
     def sync_controls(self) -> None:
         """Show ``session.train_config`` in the controls (after "use best parameters", a bundle ...)."""
         cfg = self.session.train_config
-        self.epochs.value = min(cfg.epochs, SMOKE_EPOCHS) if self.session.smoke else cfg.epochs
+        self.epochs.value = cfg.epochs
         self.patience.value = cfg.patience
         self.lr.value = cfg.lr
         self.hidden.value = ",".join(str(h) for h in cfg.hidden)

@@ -23,10 +23,6 @@ if TYPE_CHECKING:
 
     from kit.tune import TuneResult
 
-SMOKE_TRIALS = 2
-SMOKE_TRIAL_EPOCHS = 6
-
-
 class TunePanel(Panel):
     """Search hyperparameters with Optuna on the session's data; adopt the best with one click."""
 
@@ -43,8 +39,8 @@ class TunePanel(Panel):
         """Trials, timeout, pruner, storage, study name and epochs per trial."""
         from kit.tune import PRUNERS
 
-        smoke = self.session.smoke
-        self.n_trials = widgets.BoundedIntText(value=SMOKE_TRIALS if smoke else 20, min=1, max=10_000,
+        config = self.session.tune_config
+        self.n_trials = widgets.BoundedIntText(value=config.n_trials, min=1, max=10_000,
                                                description="trials", style=STYLE, layout=LAYOUT)
         self.timeout = widgets.BoundedFloatText(value=0, min=0, max=1e6, description="timeout s (0 = none)",
                                                 style=STYLE, layout=LAYOUT)
@@ -54,7 +50,8 @@ class TunePanel(Panel):
                                     description="storage", style=STYLE, layout=LAYOUT)
         self.study_name = widgets.Text(value="", placeholder="empty: a new study", description="study name",
                                        style=STYLE, layout=LAYOUT)
-        self.trial_epochs = widgets.BoundedIntText(value=SMOKE_TRIAL_EPOCHS if smoke else 60, min=1, max=100_000,
+        self.trial_epochs = widgets.BoundedIntText(value=config.base(self.session.train_config).epochs, min=1,
+                                                   max=100_000,
                                                    description="epochs per trial", style=STYLE, layout=LAYOUT)
         self.use_best = widgets.Button(description="Use best parameters", icon="check", disabled=True)
         self.use_best.on_click(lambda _b: self.adopt())
@@ -74,8 +71,8 @@ class TunePanel(Panel):
                                                  f"{dt.datetime.now():%Y%m%d-%H%M%S}"
         self.study_name.value = name
         options: dict[str, Any] = {"storage": self.storage.value.strip() or None, "study_name": name,
-                                   "pruner": self.pruner.value, "config": base,
-                                   "run_dir": self.session.output_dir / "tune"}
+                                   "pruner": self.pruner.value, "train": base,
+                                   "run_dir": str(self.session.output_dir / "tune")}
         target = int(self.n_trials.value)
         deadline = time.monotonic() + float(self.timeout.value) if self.timeout.value else math.inf
         self.trials, self.result = [], None
@@ -99,7 +96,7 @@ class TunePanel(Panel):
         self._say(f"retraining the best of {len(self.trials)} trials ...")
         result = tune(data_config, n_trials=finished, seed=finished, retrain=True, **options)
         self._update(result)
-        self.session.record("tune", result.summary(), result)
+        self.session.record("tune", result.summary().to_dict(), result)
         return result
 
     def _update(self, res: TuneResult) -> None:

@@ -73,7 +73,7 @@ def served_bundle(mixed_result: TrainResult) -> ModelBundle:
     config = GateConfig(skip=("explanation_stability",), max_missing_flip_rate=0.3)
     report = check(bundle, config=config)
     assert report.passed, str(report)
-    return report.attach(bundle)
+    return bundle.with_section(report)
 
 
 @pytest.fixture(scope="package")

@@ -18,14 +18,15 @@ from bentoml import models
 
 from kit import explain, package
 from kit.errors import IntegrityError
-from kit.quantize import attach, compare, evaluation_rows
+from kit.quantize import attach, compare
 
 pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def stored_variants(rel_home: dict[str, Any], bc_bundle) -> dict[str, str]:
     """Variant name -> store tag, for every variant that builds here."""
-    X, y, train_x = evaluation_rows(bc_bundle)
+    data = bc_bundle.reload_data()
+    X, y, train_x = data.splits.test.X, data.dataset.decode_target(data.splits.test.y), data.splits.train.X
     base = explain.attach(bc_bundle, explain.explain(bc_bundle, X.head(5), background=train_x, background_size=20))
     report = compare(base, X, y, calibration=train_x, repeats=3, warmup=1)
     built = [str(name) for name, row in report.frame.iterrows() if row["status"] == "ok"]

@@ -23,18 +23,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from kit._space import Space
-from kit._tune_storage import open_storage, redact, scrub
 from kit.config import DataConfig, TrainConfig
 from kit.data import Dataset, Splits, load
 from kit.errors import ConfigError, DataError, KitError, require
 from kit.train import Callback, EpochState
+from kit.tune._space import Space
+from kit.tune._storage import open_storage, redact, scrub
 
 if TYPE_CHECKING:
     import optuna
 
-PRUNERS = ("median", "hyperband", "none")
-SAMPLERS = ("tpe", "random")
 ATTR = "kit"
 """Study user attribute holding the recipe every worker rebuilds (no credentials in it)."""
 
@@ -277,10 +275,3 @@ def _check_same(study: optuna.Study, name: str, stored: Mapping[str, Any] | None
         if stored[key] != settings[key]:
             raise ConfigError(f"study {name!r} exists with another {what}; resume it unchanged or use another "
                               "study name", field="space" if key == "space" else "config")
-
-
-def load_data(data: Dataset | DataConfig | str) -> tuple[Dataset, DataConfig]:
-    if isinstance(data, Dataset):
-        return data, DataConfig(source=data.name, target=data.target, task=data.task)
-    data_config = data if isinstance(data, DataConfig) else DataConfig(source=str(data))
-    return load(data_config), data_config

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import ConfigError, require
-from kit.preprocess import _cat_str, _missing
+from kit.preprocess import cat_str, is_missing
 
 if TYPE_CHECKING:
     from kit.bundle import ModelBundle, Prediction
@@ -87,7 +87,7 @@ def encode(bundle: ModelBundle, frame: pd.DataFrame) -> np.ndarray:
         else:
             index = {c: i for i, c in enumerate(pre.categories_[name])}
             mode = index[pre.modes_[name]]
-            out[:, j] = [mode if _missing(v) else index.get(_cat_str(v), -1) for v in frame[name].to_numpy()]
+            out[:, j] = [mode if is_missing(v) else index.get(cat_str(v), -1) for v in frame[name].to_numpy()]
     return out
 
 
@@ -190,11 +190,7 @@ class Context:
         """The bundle's torch network followed by the explained-output head, in eval mode."""
         def make() -> Any:
             torch = require("torch", "train")
-            from kit import nets
-
-            net = nets.build(self.bundle.spec)
-            net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.bundle.weights.items()})
-            model = torch.nn.Sequential(net, _head(self.bundle, output, cls)).eval()
+            model = torch.nn.Sequential(self.bundle.module(), _head(self.bundle, output, cls)).eval()
             return model.to(dtype=getattr(torch, dtype), device=self.device)
 
         return self.memo(("net", output, cls, dtype), make)
@@ -268,8 +264,12 @@ class Request:
     nsamples: int | None = None
 
 
-Engine = Callable[[Context, Request], tuple[np.ndarray, np.ndarray]]
-"""(context, request) -> (values (n, f) in original features, base values (n,))."""
+Result = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+"""values (n, f) in original features, base values (n,), and the explained output the engine observed
+(n,) when it computed one itself (``None``: the caller's ``bundle.infer`` output is the reference)."""
+
+Engine = Callable[[Context, Request], Result]
+"""(context, request) -> :data:`Result`."""
 
 
 def deeplift(explainer: Any, model: Any, x: Any, bg: Any, chunk_pairs: int = 10_000) -> np.ndarray:
@@ -343,17 +343,17 @@ def _torch_engine(ctx: Context, req: Request, kind: str) -> tuple[np.ndarray, np
     return fold(values, column_groups(ctx.bundle)), base
 
 
-def deep(ctx: Context, req: Request) -> tuple[np.ndarray, np.ndarray]:
+def deep(ctx: Context, req: Request) -> Result:
     """DeepExplainer of shap (DeepLIFT rescale rule) on the float64 torch network."""
     missing = ctx.unsupported_layers()
     if missing:
         raise Unsupported(f"DeepExplainer has no rule for layer {', '.join(missing)}")
-    return _torch_engine(ctx, req, "deep")
+    return (*_torch_engine(ctx, req, "deep"), None)
 
 
-def gradient(ctx: Context, req: Request) -> tuple[np.ndarray, np.ndarray]:
+def gradient(ctx: Context, req: Request) -> Result:
     """GradientExplainer of shap (expected gradients, seeded) on the float32 torch network."""
-    return _torch_engine(ctx, req, "gradient")
+    return (*_torch_engine(ctx, req, "gradient"), None)
 
 
 def _agnostic_fn(ctx: Context, req: Request) -> tuple[Callable[[np.ndarray], np.ndarray], list[int]]:
@@ -380,23 +380,27 @@ def _pick(values: np.ndarray, base: np.ndarray, classes: np.ndarray, wanted: lis
     return values[np.arange(n), :, col], base
 
 
-def permutation(ctx: Context, req: Request) -> tuple[np.ndarray, np.ndarray]:
+def permutation(ctx: Context, req: Request) -> Result:
     """Permutation sampling of Shapley values over whole original features, calling ``bundle.infer``.
 
     The algorithm of ``shap.PermutationExplainer`` with an independent masker: for each sampled
     feature order and its reverse, switch features from background to row one at a time and credit
     each switch's change of the output (averaged over the background) to that feature. Each order
-    telescopes from the background mean to the row's output, so the values add up exactly. Written
-    in numpy (one model call per row) because shap's version compiles numba kernels on first use,
-    which costs tens of seconds per process (too slow for a service's first ``/explain``).
+    telescopes from the background mean to the row's output, so the values add up exactly to the
+    outputs of that same model call, which are returned as the base and the observed output: a
+    runtime whose answer for a row depends on the rest of its batch (dynamic int8) is then still
+    explained additively, and the caller can see how far those outputs are from the served ones.
+    Written in numpy (one model call per row) because shap's version compiles numba kernels on first
+    use, which costs tens of seconds per process (too slow for a service's first ``/explain``).
     """
     f, wanted = _agnostic_fn(ctx, req)
     x, bg = req.x_enc, ctx.bg_enc
     n, n_features = x.shape
     pairs = max(1, (req.nsamples or 10 * (2 * n_features + 1)) // (2 * n_features + 1))
     rng = np.random.default_rng(req.seed)
-    base_all = np.asarray(f(bg), dtype=np.float64).reshape(len(bg), -1).mean(axis=0)
     values = np.zeros((n, n_features, len(wanted)))
+    base = np.zeros((n, len(wanted)))
+    observed = np.zeros((n, len(wanted)))
     steps = np.tril(np.ones((n_features + 1, n_features), dtype=bool), k=-1)  # row k: first k features on
     for i in range(n):
         forward = [rng.permutation(n_features) for _ in range(pairs)]
@@ -410,12 +414,14 @@ def permutation(ctx: Context, req: Request) -> tuple[np.ndarray, np.ndarray]:
         deltas = out[:, 1:] - out[:, :-1]  # (orders, step, k): step s switched feature order[s]
         for j, order in enumerate(orders):
             values[i, order] += deltas[j]
+        base[i], observed[i] = out[:, 0].mean(axis=0), out[:, -1].mean(axis=0)  # the telescope's two ends
     values /= len(orders)
-    return _pick(values[:, :, 0] if len(wanted) == 1 else values, base_all if len(wanted) > 1 else base_all[:1],
-                 req.classes, wanted)
+    col = np.searchsorted(wanted, req.classes)
+    rows = np.arange(n)
+    return values[rows, :, col], base[rows, col], observed[rows, col]
 
 
-def kernel(ctx: Context, req: Request) -> tuple[np.ndarray, np.ndarray]:
+def kernel(ctx: Context, req: Request) -> Result:
     """KernelExplainer of shap over whole original features, calling ``bundle.infer`` (the slow baseline)."""
     shap = shap_module()
     f, wanted = _agnostic_fn(ctx, req)
@@ -424,7 +430,7 @@ def kernel(ctx: Context, req: Request) -> tuple[np.ndarray, np.ndarray]:
     with ctx.lock, _numpy_seed(req.seed):
         explainer = shap.KernelExplainer(f, ctx.bg_enc)
         sv = explainer.shap_values(req.x_enc, nsamples=nsamples, l1_reg=False, silent=True)
-    return _pick(np.asarray(sv, dtype=np.float64), np.asarray(explainer.expected_value), req.classes, wanted)
+    return (*_pick(np.asarray(sv, dtype=np.float64), np.asarray(explainer.expected_value), req.classes, wanted), None)
 
 
 ENGINES: dict[str, Engine] = {"deep": deep, "gradient": gradient, "permutation": permutation, "kernel": kernel}

@@ -16,16 +16,16 @@ import numpy as np
 import pandas as pd
 
 from kit import metrics as km
-from kit.config import DataConfig
+from kit.config import DEFAULT_BUDGET, GateConfig
 from kit.errors import ConfigError, SchemaError
-from kit.gate import Check, GateConfig, expected_calibration_error
+from kit.metrics import expected_calibration_error
+from kit.sections import Check
 
 if TYPE_CHECKING:
     from kit.bundle import ModelBundle
     from kit.data import Dataset, Part
 
 
-# -- data ------------------------------------------------------------------------------------------
 @dataclass
 class Context:
     """What every check reads: the bundle, thresholds, data splits and a seeded generator."""
@@ -38,22 +38,6 @@ class Context:
     y_raw: np.ndarray
     metric: str
     rng: np.random.Generator
-
-
-def dataset(bundle: ModelBundle, data: Any) -> tuple[Dataset, DataConfig]:
-    from kit.data import Dataset, load
-
-    stored = DataConfig.from_dict(bundle.configs["data"]) if "data" in bundle.configs else DataConfig()
-    if data is None:
-        return load(stored), stored
-    if isinstance(data, DataConfig):
-        return load(data), data
-    if isinstance(data, Dataset):
-        return data, stored
-    if isinstance(data, str | pd.DataFrame) or hasattr(data, "__fspath__"):
-        return load(data, bundle.target, bundle.task), stored
-    raise ConfigError(f"data must be None, a DataConfig, a Dataset, a path or a DataFrame, not "
-                      f"{type(data).__name__}", field="data")
 
 
 def _score(ctx: Context, bundle: ModelBundle, X: pd.DataFrame, y_raw: np.ndarray) -> float:
@@ -94,7 +78,7 @@ def _baseline(ctx: Context) -> float:
 def _check_runtime_drop(ctx: Context) -> Check:
     info = ctx.bundle.runtime_info
     name = f"{info.get('name')}/{info.get('variant', 'fp32')}"
-    limit = ctx.config.max_metric_drop
+    limit, source = _budget(ctx)
     if info.get("name") == "torch" and info.get("variant", "fp32") == "fp32":
         return Check("runtime_drop", True, 0.0, limit,
                      "the runtime is fp32 torch, the reference itself: the drop is 0 by construction")
@@ -103,25 +87,23 @@ def _check_runtime_drop(ctx: Context) -> Check:
     fp32 = _score(ctx, reference, ctx.test.X, ctx.y_raw)
     chosen = _score(ctx, ctx.bundle, ctx.test.X, ctx.y_raw)
     drop = fp32 - chosen if km.HIGHER_IS_BETTER[ctx.metric] else chosen - fp32
-    recorded = _recorded_drop(ctx.bundle)
-    note = f"; quantization section recorded {recorded:.4f}" if recorded is not None else ""
+    quant = ctx.bundle.quantization
+    recorded = quant.metric_drop if quant is not None else None
+    note = f"; quantization recorded {recorded:.4f}" if recorded is not None else ""
     ok = drop <= limit
     return Check("runtime_drop", ok, drop, limit,
                  f"{name} {ctx.metric} {chosen:.4f} vs fp32 torch {fp32:.4f}: drop {drop:.4f} "
-                 f"{'<=' if ok else '>'} {limit}{note}", details={"fp32": fp32, "runtime": chosen})
+                 f"{'<=' if ok else '>'} {limit} ({source}){note}", details={"fp32": fp32, "runtime": chosen})
 
 
-def _recorded_drop(bundle: ModelBundle) -> float | None:
-    """The chosen variant's metric drop as stored by :mod:`kit.quantize`, when it is there."""
-    section = bundle.sections.get("quantization")
-    if not isinstance(section, dict):
-        return None
-    row = section.get("chosen_row")
-    if not isinstance(row, dict):
-        variants = section.get("variants")
-        row = variants.get(section.get("chosen")) if isinstance(variants, dict) else None
-    value = row.get("metric_drop") if isinstance(row, dict) else None
-    return float(value) if isinstance(value, int | float) else None
+def _budget(ctx: Context) -> tuple[float, str]:
+    """The accuracy budget of the runtime check, and where it comes from."""
+    if ctx.config.max_metric_drop is not None:
+        return ctx.config.max_metric_drop, "GateConfig.max_metric_drop"
+    quant = ctx.bundle.quantization
+    if quant is not None and quant.budget is not None:
+        return float(quant.budget), "the budget it was quantized with"
+    return DEFAULT_BUDGET, "the default budget"
 
 
 def _check_latency(ctx: Context) -> Check:
@@ -211,7 +193,7 @@ def _check_missing(ctx: Context) -> Check:
 
 
 def _tile(pred: Any, times: int) -> Any:
-    from kit.bundle import Prediction
+    from kit.prediction import Prediction
 
     if pred.values is not None:
         return Prediction(values=np.tile(pred.values, times))

@@ -1,0 +1,56 @@
+"""``kit data`` and ``kit train``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from kit.cli._common import add_data_args, data_config, given
+from kit.config import TrainConfig
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train, save the bundle, print the metrics table."""
+    from kit.metrics import table
+    from kit.train import train
+
+    fields = given(args, epochs="epochs", seed="seed", lr="lr", batch_size="batch_size", patience="patience",
+                   dropout="dropout", weight_decay="weight_decay", device="device")
+    if args.hidden:
+        fields["hidden"] = tuple(int(h) for h in args.hidden.split(","))
+    result = train(data_config(args), TrainConfig().replace(**fields), progress=not args.quiet)
+    out = result.bundle.save(args.out)
+    print(table(result.bundle.metrics))
+    print(f"best epoch {result.best_epoch} of {len(result.history)} ({result.stopped}); bundle saved to {out}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    """Print the data summary."""
+    from kit.data import load
+
+    print(load(data_config(args)).summary())
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``train`` and ``data``."""
+    p = sub.add_parser("train", help="train a model and save its bundle",
+                       description="Train a network on a dataset, save the bundle to --out and print its metrics.")
+    add_data_args(p)
+    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--epochs", type=int, help="maximum epochs (default 200, early stopping on)")
+    p.add_argument("--seed", type=int, help="training seed (default 0)")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--hidden", help="hidden widths, comma separated, e.g. 128,64")
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0 disables)")
+    p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("data", help="print a dataset summary")
+    add_data_args(p)
+    p.set_defaults(func=cmd_data)

@@ -1,0 +1,111 @@
+"""``kit package``, ``build``, ``serve``, ``models``, ``promote``, ``rollback`` and ``predict``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def _cmd_package(args: argparse.Namespace) -> int:
+    from kit.bundle import ModelBundle
+    from kit.package import save
+
+    tag = save(ModelBundle.load(args.bundle), args.name, force=args.force, reason=args.reason)
+    print(tag)
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from kit.package import build
+
+    print(build(args.tag, version=args.version))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from kit.package import serve
+
+    env = {"KIT_BATCHING": "0"} if args.no_batching else {}
+    return serve(args.tag, port=args.port, host=args.host, bento=args.bento, env=env)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from kit.package import bentoml_home, models
+
+    rows = models(args.name)
+    if not rows:
+        print("no kit models in the store at", bentoml_home())
+        return 0
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    from kit.package import promote
+
+    entry = promote(args.tag, args.reason)
+    print(f"promoted {entry['tag']} (previous: {entry['previous'] or 'none'})")
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from kit.package import rollback
+
+    entry = rollback(args.name, args.reason)
+    print(f"rolled back {args.name}: now serving {entry['tag']} (was {entry['from']})")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from kit.package import predict_file
+
+    n = predict_file(args.tag, args.input, args.output, chunk_size=args.chunk_size, progress=not args.quiet)
+    print(f"scored {n} rows -> {args.output}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add package, build, serve, models, promote, rollback and predict to ``kit``."""
+    p = sub.add_parser("package", help="put a bundle into the BentoML model store")
+    p.add_argument("--bundle", required=True, help="bundle directory")
+    p.add_argument("--name", required=True, help="store name, e.g. bc")
+    p.add_argument("--force", action="store_true", help="package even if the release gate failed (recorded)")
+    p.add_argument("--reason", help="why --force was needed (recorded)")
+    p.set_defaults(func=_cmd_package)
+
+    p = sub.add_parser("build", help="build a bento from bentos/ with a stored model")
+    p.add_argument("tag", nargs="?", help="NAME:VERSION or NAME (default: latest promoted)")
+    p.add_argument("--version", help="bento version (default: generated)")
+    p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser("serve", help="run bentoml serve on the kit service")
+    p.add_argument("tag", nargs="?", help="model NAME:VERSION or NAME (default: latest promoted)")
+    p.add_argument("--bento", help="serve a built bento tag instead of the bentos/ directory")
+    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--no-batching", action="store_true", help="turn adaptive batching off")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("models", help="list stored versions with labels and promotion state")
+    p.add_argument("name", nargs="?")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("promote", help="make NAME:VERSION the served version of NAME")
+    p.add_argument("tag")
+    p.add_argument("--reason", required=True, help="why (recorded in the promotion log)")
+    p.set_defaults(func=_cmd_promote)
+
+    p = sub.add_parser("rollback", help="re-promote the previously promoted version of NAME")
+    p.add_argument("name")
+    p.add_argument("--reason", default="rollback")
+    p.set_defaults(func=_cmd_rollback)
+
+    p = sub.add_parser("predict", help="score a CSV file offline through the same predict path")
+    p.add_argument("--tag", help="model NAME:VERSION or NAME (default: latest promoted)")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--chunk-size", type=int, default=10_000)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_predict)

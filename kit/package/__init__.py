@@ -1,0 +1,33 @@
+"""Packaging: the BentoML model store, promotions and rollback, bento builds, servers, batch scoring.
+
+A store entry (``name:version``) holds a saved :class:`~kit.bundle.ModelBundle` directory, so
+loading goes through ``ModelBundle.load`` (sha256-verified, no pickle). Labels say what the
+model is (task, dataset, runtime, variant, gate status); metadata says how it was made
+(metrics, configs, quantization summary, lineage).
+
+Promotions are an append-only JSON-lines log beside the store
+(``$BENTOML_HOME/kit_promotions.jsonl``): who promoted which version, when and why. The
+service's default model is the latest promoted version; :func:`rollback` re-promotes the one
+before it. :func:`served` is the one answer to "which model does a server load". Python::
+
+    tag = kit.package.save(bundle, "bc")        # -> "bc:<version>"
+    kit.package.promote(tag, "passed review")
+    bento = kit.package.build(tag)               # -> "kit:<version>"
+    kit.package.serve(tag, port=3000)            # blocks; bentoml serve on 127.0.0.1
+
+Modules: ``_store`` (save, load), ``_promotions`` (promote, rollback, history), ``_resolve`` (served,
+resolve, models), ``_bento`` (build), ``_server`` (start, stop, serve), ``_batch`` (predict_file).
+"""
+
+from __future__ import annotations
+
+from kit.package._batch import predict_file
+from kit.package._bento import BENTOS_DIR, build
+from kit.package._promotions import PROMOTIONS, history, promote, promoted, promotions_path, rollback
+from kit.package._resolve import ServedRef, models, resolve, served
+from kit.package._server import serve, serve_command, start, stop, wait_ready
+from kit.package._store import GateFailedError, bentoml_home, load, save
+
+__all__ = ["BENTOS_DIR", "PROMOTIONS", "GateFailedError", "ServedRef", "bentoml_home", "build", "history", "load",
+           "models", "predict_file", "promote", "promoted", "promotions_path", "resolve", "rollback", "save",
+           "serve", "serve_command", "served", "start", "stop", "wait_ready"]

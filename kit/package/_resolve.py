@@ -1,0 +1,119 @@
+"""One answer to "which model is served": resolve a tag once and hand tag, path, labels and promotion state on."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kit.errors import KitError
+from kit.package._promotions import history, promoted
+from kit.package._store import _store_model
+
+
+@dataclass(frozen=True)
+class ServedRef:
+    """A resolved model-store entry: what a server loads and what it reports about itself.
+
+    Attributes:
+        tag: The full tag, ``name:version``.
+        path: The bundle directory inside the store.
+        labels: The store entry's labels (task, dataset, runtime, variant, gate ...).
+        metadata: The store entry's metadata (metrics, configs, quantization, lineage ...).
+        promoted: The promotion stack of the name, the served version last.
+        source: How the tag was chosen: ``given``, ``KIT_MODEL_TAG``, ``bento argument`` or ``latest promoted``.
+    """
+
+    tag: str
+    path: Path
+    labels: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    promoted: list[str] = field(default_factory=list)
+    source: str = "given"
+
+    @property
+    def name(self) -> str:
+        """The model name (before the colon)."""
+        return self.tag.split(":", 1)[0]
+
+    @property
+    def promotion(self) -> str:
+        """``serving`` (the top of the stack), ``promoted before``, or empty when never promoted."""
+        if self.promoted and self.promoted[-1] == self.tag:
+            return "serving"
+        return "promoted before" if self.tag in self.promoted else ""
+
+    def store_info(self) -> dict[str, Any]:
+        """What a server reports about its store entry (``/metadata``'s ``store``)."""
+        return {"labels": dict(self.labels), "promoted": list(self.promoted), "promotion": self.promotion,
+                "source": self.source, "forced": self.metadata.get("force")}
+
+
+def resolve(tag: str | None = None) -> str:
+    """Turn ``None``, a name or a tag into a full ``name:version`` tag.
+
+    ``None`` means the most recently promoted model; a bare name means its current promoted
+    version, or its latest stored one if none was promoted.
+    """
+    if tag is None:
+        entries = history()
+        if not entries:
+            raise KitError("no model has been promoted yet; pass a tag, set KIT_MODEL_TAG, or run "
+                           "kit promote NAME:VERSION", field="tag")
+        stack = promoted(entries[-1]["name"])
+        if not stack:
+            raise KitError(f"{entries[-1]['name']!r} was rolled back past its first promotion", field="tag")
+        return stack[-1]
+    if ":" not in tag:
+        stack = promoted(tag)
+        if stack:
+            return stack[-1]
+    return str(_store_model(tag).tag)
+
+
+def served(tag: str | None = None, arguments: Any = None) -> ServedRef:
+    """Resolve the model a server loads, once.
+
+    Order: ``tag`` when given; else env ``KIT_MODEL_TAG``; else the bento argument ``model_tag``
+    (baked in by :func:`~kit.package.build`); else the latest promoted version. A bare name or
+    ``name:latest`` resolves to the name's promoted (or newest) version.
+
+    Raises:
+        KitError: If nothing is given and nothing was promoted, or the tag is not in the store.
+    """
+    source = "given"
+    if tag is None:
+        env, argument = os.environ.get("KIT_MODEL_TAG") or None, getattr(arguments, "model_tag", None) or None
+        tag, source = (env, "KIT_MODEL_TAG") if env else (argument, "bento argument")
+        if tag is None:
+            source = "latest promoted"
+    if tag is not None and tag.endswith(":latest"):
+        tag = tag.split(":", 1)[0]
+    model = _store_model(resolve(tag))
+    full = str(model.tag)
+    return ServedRef(tag=full, path=Path(model.path), labels=dict(model.info.labels),
+                     metadata=dict(model.info.metadata), promoted=promoted(model.tag.name), source=source)
+
+
+def models(name: str | None = None) -> list[dict[str, Any]]:
+    """Stored kit models (newest first) with labels, primary test metric and promotion state."""
+    from kit.errors import require
+
+    bentoml = require("bentoml", "serve")
+    rows: list[dict[str, Any]] = []
+    for model in bentoml.models.list(name):
+        info = model.info
+        if info.labels.get("kit") != "bundle":
+            continue
+        stack = promoted(model.tag.name)
+        tag = str(model.tag)
+        state = "serving" if stack and stack[-1] == tag else ("promoted before" if tag in stack else "")
+        primary = info.metadata.get("primary_metric")
+        test = info.metadata.get("metrics", {}).get("test", {})
+        rows.append({"tag": tag, "created": info.creation_time.isoformat(timespec="seconds"),
+                     **{k: info.labels.get(k, "") for k in ("task", "dataset", "runtime", "variant", "gate")},
+                     "metric": f"{primary}={test[primary]:.4f}" if primary in test else "",
+                     "promotion": state})
+    rows.sort(key=lambda r: str(r["created"]), reverse=True)
+    return rows

@@ -1,0 +1,128 @@
+"""The BentoML model store: put a bundle in, get it back, list what is there.
+
+A store entry (``name:version``) holds a saved :class:`~kit.bundle.ModelBundle` directory, so
+loading goes through ``ModelBundle.load`` (sha256-verified, no pickle). Labels say what the
+model is (task, dataset, runtime, variant, gate status); metadata says how it was made
+(metrics, configs, quantization summary, lineage).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kit._json import to_json
+from kit.errors import ConfigError, KitError, require
+
+if TYPE_CHECKING:
+    from kit.bundle import ModelBundle
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
+
+
+class GateFailedError(KitError):
+    """The bundle's release gate failed and ``force`` was not given."""
+
+    status_code = 409
+
+
+def bentoml_home() -> Path:
+    """``$BENTOML_HOME`` (BentoML's default ``~/bentoml`` when unset)."""
+    return Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON types only, with ``None`` dropped (BentoML metadata refuses ``None``)."""
+    def strip(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {str(k): strip(x) for k, x in v.items() if x is not None}
+        if isinstance(v, list):
+            return [strip(x) for x in v if x is not None]
+        return v
+
+    return strip(to_json(value))
+
+
+def save(bundle: ModelBundle, name: str, force: bool = False, *, reason: str | None = None) -> str:
+    """Put a bundle into the BentoML model store.
+
+    Args:
+        bundle: The model to store.
+        name: Store name (lowercase letters, digits, ``-``, ``_``, ``.``).
+        force: Store it even if its release gate failed (recorded in labels and metadata).
+        reason: Why it was forced (recorded).
+
+    Returns:
+        The tag, ``name:version``.
+
+    Raises:
+        ConfigError: On an invalid name.
+        GateFailedError: If the gate failed and ``force`` is false.
+    """
+    bentoml = require("bentoml", "serve")
+    if not _NAME.match(name):
+        raise ConfigError(f"model name must be lowercase letters, digits, '-', '_' or '.', but got {name=}",
+                          field="name")
+    status = bundle.gate_status
+    report = bundle.gate
+    if status == "failed" and not force:
+        why = "; ".join(report.failures) if report is not None else "see the gate section"
+        raise GateFailedError(f"the release gate failed for this bundle ({why}); fix it or pass "
+                              "force=True (--force) to package it anyway", field="gate")
+    forced = status == "failed" and force
+    runtime = bundle.runtime_info
+    dataset = bundle.lineage.get("data_name") or bundle.lineage.get("dataset") or "unknown"
+    labels = {"kit": "bundle", "task": bundle.task, "dataset": str(dataset),
+              "runtime": str(runtime.get("name", "torch")), "variant": str(runtime.get("variant", "fp32")),
+              "gate": status, "forced": "true" if forced else "false"}
+    quant = bundle.quantization
+    metadata = _jsonable({
+        "metrics": bundle.metrics, "configs": bundle.configs, "lineage": bundle.lineage,
+        "quantization": quant.summary() if quant is not None else None, "runtime": runtime,
+        "gate": _gate_summary(bundle),
+        "schema": bundle.schema, "primary_metric": bundle.primary_metric,
+        "force": {"forced": forced, "by": _user(), "at": _now(), "reason": reason} if forced else None,
+    })
+    with bentoml.models.create(name, labels=labels, metadata=metadata) as model:
+        bundle.save(model.path)
+    return str(model.tag)
+
+
+def _gate_summary(bundle: ModelBundle) -> dict[str, Any] | None:
+    """The gate's verdict for store metadata: passed, failures, when and on what."""
+    report = bundle.gate
+    if report is None:
+        return None
+    return {"passed": report.passed, "failures": report.failures, "created_at": report.created_at,
+            "data": report.data, "checks": {c.name: c.status for c in report.checks}}
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return os.environ.get("USER", "unknown")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _store_model(tag: str) -> Any:
+    bentoml = require("bentoml", "serve")
+    try:
+        return bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        raise KitError(f"model {tag!r} is not in the model store at {bentoml_home()}", field="tag") from None
+
+
+def load(tag: str | None = None) -> ModelBundle:
+    """Load the bundle stored under ``tag`` (default: the served model, see :func:`~kit.package.served`)."""
+    from kit.bundle import ModelBundle
+    from kit.package._resolve import served
+
+    return ModelBundle.load(served(tag).path)

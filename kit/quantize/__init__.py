@@ -1,0 +1,38 @@
+"""Quantization and runtimes side by side: fp32 / int8 / fp16, pick the fastest within a budget.
+
+Variants, by name (see :data:`VARIANTS`)::
+
+    torch-fp32        eager PyTorch, the reference
+    ort-fp32          the exported ONNX graph on ONNX Runtime
+    ort-int8-dynamic  int8 weights, activations quantized on the fly
+    ort-int8-static   int8 QDQ graph, activation ranges calibrated on training rows
+    ort-fp16          fp16 weights and compute, fp32 inputs and outputs
+
+Typical use::
+
+    report = compare(bundle)                    # the bundle's own test split; QuantizeConfig fields as kwargs
+    choice = select(report)                     # within the budget (default DEFAULT_BUDGET = 0.005)
+    served = attach(bundle, choice)             # ONNX artifact + sha256 + QuantizationSection in the bundle
+
+Export uses ``torch.onnx.export`` (the dynamo exporter, the TorchScript one as a fallback)
+with a dynamic batch axis; a graph is accepted only when ONNX Runtime reproduces the torch
+outputs within :data:`EXPORT_RTOL` / :data:`EXPORT_ATOL` at batch sizes 1, 5 and 64.
+Latencies are of ``runtime.run`` on preprocessed rows (preprocessing is the same for every
+variant), in microseconds, after a warm-up, with ``threads`` intra-op threads.
+
+Modules: ``_variants`` (names), ``_export`` (torch -> verified ONNX), ``_graph`` (fp32 fused, int8,
+fp16 graphs), ``_compare`` (measuring), ``_select`` (choosing and attaching).
+"""
+
+from __future__ import annotations
+
+from kit.config import DEFAULT_BUDGET, QuantizeConfig
+from kit.quantize._compare import QuantReport, compare
+from kit.quantize._export import EXPORT_ATOL, EXPORT_RTOL, ExportError, compact, export_onnx
+from kit.quantize._graph import MIN_CALIBRATION, quantize_graph
+from kit.quantize._select import Selection, attach, select
+from kit.quantize._variants import BASELINE, OBJECTIVES, VARIANTS, Variant, check_variants
+
+__all__ = ["BASELINE", "DEFAULT_BUDGET", "EXPORT_ATOL", "EXPORT_RTOL", "MIN_CALIBRATION", "OBJECTIVES", "VARIANTS",
+           "ExportError", "QuantReport", "QuantizeConfig", "Selection", "Variant", "attach", "check_variants",
+           "compact", "compare", "export_onnx", "quantize_graph", "select"]

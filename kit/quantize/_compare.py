@@ -1,0 +1,246 @@
+"""``compare()``: build every variant and measure accuracy, latency and size on the same rows."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from kit.config import QuantizeConfig
+from kit.errors import DataError, require
+from kit.quantize._export import ExportError, export_onnx
+from kit.quantize._graph import _calibration_matrix, quantize_graph
+from kit.quantize._variants import BASELINE, VARIANTS, Variant, check_variants
+from kit.runtime import OnnxRuntime, Runtime, TorchRuntime
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from kit.bundle import ModelBundle
+
+
+@dataclass
+class QuantReport:
+    """Per-variant results of :func:`compare` (``frame``) and the graphs that were measured.
+
+    Attributes:
+        frame: One row per variant (index): status, metric, metric_drop, label_agreement,
+            max_abs_diff, within_tolerance, p50/p99 latency at batch 1 and 64 (µs), rows_per_s,
+            size_bytes, size_ratio (fp32 safetensors / artifact), load_ms.
+        metric: The task metric compared (the bundle's primary metric).
+        task: The bundle's task.
+        artifacts: Serialized ONNX graph per ONNX variant that was built.
+        settings: Threads, rows, repeats, calibration rows, what the latency measures.
+        export: The ONNX export check (exporter, opset, largest difference) or its failure.
+        config: The :class:`~kit.config.QuantizeConfig` it was measured with (its budget is what
+            :func:`~kit.quantize.select` uses by default).
+    """
+
+    frame: pd.DataFrame
+    metric: str
+    task: str
+    artifacts: dict[str, bytes] = field(default_factory=dict, repr=False)
+    settings: dict[str, Any] = field(default_factory=dict)
+    export: dict[str, Any] = field(default_factory=dict)
+    config: QuantizeConfig = field(default_factory=QuantizeConfig)
+
+    def variants(self) -> dict[str, dict[str, Any]]:
+        """Every variant's numbers, JSON-able (NaN as ``None``)."""
+        return {str(name): {str(k): _plain(v) for k, v in row.items()}
+                for name, row in self.frame.to_dict("index").items()}
+
+    def table(self) -> str:
+        """The report as an aligned text table."""
+        cols = ["status", "metric", "metric_drop", "label_agreement", "max_abs_diff", "p50_batch1",
+                "p99_batch1", "p50_batch64", "p99_batch64", "rows_per_s", "size_bytes", "size_ratio", "load_ms"]
+        shown = self.frame[[c for c in cols if c in self.frame.columns]].rename(columns={"metric": self.metric})
+        return shown.to_string(float_format=lambda v: f"{v:.4g}")
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def _repr_html_(self) -> str:
+        html: str = self.frame.to_html(float_format=lambda v: f"{v:.4g}")
+        return html
+
+    def plot(self, ax: Any = None) -> Figure:
+        """Pareto plot: p50 batch-1 latency vs metric, marker area proportional to artifact size."""
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(6, 4)) if ax is None else ax.figure
+        ax = ax or fig.add_subplot()
+        ok = self.frame[self.frame["status"] == "ok"]
+        sizes = 40 + 400 * ok["size_bytes"] / max(float(ok["size_bytes"].max()), 1.0)
+        ax.scatter(ok["p50_batch1"], ok["metric"], s=sizes, alpha=0.6)
+        for name, row in ok.iterrows():
+            ax.annotate(str(name), (row["p50_batch1"], row["metric"]), fontsize=8, xytext=(4, 4),
+                        textcoords="offset points")
+        front = _pareto(ok)
+        ax.plot(front["p50_batch1"], front["metric"], "--", color="grey", lw=1)
+        ax.set_xlabel("p50 latency at batch 1 (µs)")
+        ax.set_ylabel(f"{self.metric} (test)")
+        ax.set_title("variants: latency vs metric (marker area = size)")
+        return fig
+
+
+def _pareto(frame: pd.DataFrame) -> pd.DataFrame:
+    ordered = frame.sort_values(["p50_batch1", "metric"], ascending=[True, False])
+    best, keep = -math.inf, list[Any]()
+    for name, row in ordered.iterrows():
+        if row["metric"] > best:
+            best, keep = row["metric"], [*keep, name]
+    return ordered.loc[keep]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _latencies(runtimes: dict[str, Runtime], batches: dict[int, np.ndarray], repeats: int, warmup: int,
+               rounds: int = 10) -> dict[tuple[str, int], tuple[float, float]]:
+    """p50 and p99 of ``runtime.run`` in microseconds, per (variant, batch size).
+
+    The runtimes take turns: ``rounds`` rounds, each timing every runtime and batch size for
+    ``repeats / rounds`` runs, so a slow spell of a shared machine hits every variant alike
+    instead of whichever happened to be measured then.
+    """
+    for runtime in runtimes.values():
+        for x in batches.values():
+            for _ in range(warmup):
+                runtime.run(x)
+    rounds = max(1, min(rounds, repeats))
+    samples: dict[tuple[str, int], list[np.ndarray]] = {(n, b): [] for n in runtimes for b in batches}
+    for r in range(rounds):
+        count = repeats // rounds + (1 if r < repeats % rounds else 0)
+        for name, runtime in runtimes.items():
+            for size, x in batches.items():
+                times = np.empty(count)
+                for i in range(count):
+                    start = time.perf_counter_ns()
+                    runtime.run(x)
+                    times[i] = time.perf_counter_ns() - start
+                samples[(name, size)].append(times)
+    out = {}
+    for key, parts in samples.items():
+        times = np.concatenate(parts) / 1e3
+        out[key] = (float(np.percentile(times, 50)), float(np.percentile(times, 99)))
+    return out
+
+
+def compare(bundle: ModelBundle, X: Any = None, y: Any = None, config: QuantizeConfig | None = None, *,
+            calibration: Any = None, **fields: Any) -> QuantReport:
+    """Build and measure variants side by side on rows ``X`` with raw targets ``y``.
+
+    Args:
+        bundle: A trained bundle (its weights are the fp32 reference).
+        X: Evaluation rows, raw features; ``None``: the bundle's own test split (and its training
+            split as calibration rows), see :meth:`~kit.bundle.ModelBundle.reload_data`.
+        y: Their raw labels or values (with ``X``).
+        config: Variants, budget, objective, threads, repeats, warm-up (see
+            :class:`~kit.config.QuantizeConfig`). ``torch-fp32`` is always measured as the reference;
+            by default every variant, static int8 only with calibration rows.
+        calibration: Raw training rows for static int8 (at least :data:`MIN_CALIBRATION`).
+        **fields: Shorthands for ``config`` fields, e.g. ``compare(bundle, variants=["ort-fp32"])``.
+
+    Returns:
+        The report; ONNX variants the network cannot produce carry status ``failed: <reason>``.
+        Timed runs are taken in 10 interleaved rounds so every variant sees the same machine.
+
+    Raises:
+        ConfigError: Unknown variant or bad settings.
+        DataError: Static int8 with a missing or too small calibration set, or no rows.
+    """
+    torch = require("torch", "train")
+    from safetensors.numpy import save as st_save
+
+    config = QuantizeConfig.resolve(config, fields)
+    if X is None:
+        data = bundle.reload_data()
+        X, y = data.splits.test.X, data.dataset.decode_target(data.splits.test.y)
+        calibration = data.splits.train.X if calibration is None else calibration
+    elif y is None:
+        raise DataError("compare needs the raw targets y of the rows X", field="y")
+    variants = config.variants
+    if variants is None:
+        variants = tuple(v for v in VARIANTS if v != "ort-int8-static" or calibration is not None)
+    names = check_variants([BASELINE, *[v for v in variants if v != BASELINE]])
+    threads, repeats, warmup = config.threads, config.repeats, config.warmup
+    calib = _calibration_matrix(bundle, calibration) if "ort-int8-static" in names else None
+    x = np.ascontiguousarray(bundle.transform(X))
+    if len(x) == 0:
+        raise DataError("compare needs at least one evaluation row", field="X")
+    batches = {1: np.ascontiguousarray(x[:1]), 64: np.ascontiguousarray(np.resize(x, (64, x.shape[1])))}
+    fp32_size = len(st_save({k: np.ascontiguousarray(v) for k, v in bundle.weights.items()}))
+    saved_threads = torch.get_num_threads()
+    settings: dict[str, Any] = {"threads": threads, "rows": len(x), "repeats": repeats, "warmup": warmup,
+                                "calibration_rows": None if calib is None else len(calib),
+                                "latency": "runtime.run on preprocessed rows, microseconds",
+                                "fp32_safetensors_bytes": fp32_size}
+    artifacts: dict[str, bytes] = {}
+    failure: str | None = None
+    export: dict[str, Any] = {}
+    if any(VARIANTS[n].runtime == "onnxruntime" for n in names):
+        try:
+            fp32_graph, export = export_onnx(bundle)
+        except ExportError as exc:
+            failure, export = exc.message, {"error": exc.message}
+    probe = bundle.copy()
+    rows: dict[str, dict[str, Any]] = {}
+    runtimes: dict[str, Runtime] = {}
+    sizes: dict[str, dict[str, float]] = {}
+    reference: Any = None
+    try:
+        for name in names:
+            variant = VARIANTS[name]
+            if variant.runtime == "onnxruntime":
+                if failure is not None:
+                    rows[name] = {"status": f"failed: {failure}"}
+                    continue
+                artifacts[name] = quantize_graph(fp32_graph, name, calib)
+            start = time.perf_counter()
+            runtime: Runtime = (TorchRuntime(bundle, threads=threads) if variant.runtime == "torch"
+                                else OnnxRuntime(bundle, model=artifacts[name], threads=threads))
+            load_ms = (time.perf_counter() - start) * 1e3
+            probe.set_runtime(runtime)
+            pred = probe.infer(X)
+            metric = probe.evaluate(X, y)[bundle.primary_metric]
+            if reference is None:
+                reference = (pred, metric)
+            rows[name] = _accuracy_row(bundle, variant, pred, reference, metric)
+            size = fp32_size if variant.runtime == "torch" else len(artifacts[name])
+            sizes[name] = {"size_bytes": size, "size_ratio": fp32_size / size, "load_ms": load_ms}
+            runtimes[name] = runtime
+        timed = _latencies(runtimes, batches, repeats, warmup)
+        for name in runtimes:
+            (p50_1, p99_1), (p50_64, p99_64) = timed[(name, 1)], timed[(name, 64)]
+            rows[name].update(p50_batch1=p50_1, p99_batch1=p99_1, p50_batch64=p50_64, p99_batch64=p99_64,
+                              rows_per_s=64 / (p50_64 / 1e6), **sizes[name])
+    finally:
+        torch.set_num_threads(saved_threads)
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "variant"
+    return QuantReport(frame, bundle.primary_metric, bundle.task, artifacts, settings, export,
+                       config.replace(variants=tuple(names)))
+
+
+def _accuracy_row(bundle: ModelBundle, variant: Variant, pred: Any, reference: tuple[Any, float],
+                  metric: float) -> dict[str, Any]:
+    from kit.metrics import HIGHER_IS_BETTER
+
+    ref, ref_metric = reference
+    sign = 1.0 if HIGHER_IS_BETTER[bundle.primary_metric] else -1.0
+    if bundle.task == "regression":
+        diff = float(np.max(np.abs(pred.values - ref.values)))
+        scaled, agreement = diff / (bundle.target_scaling or {"std": 1.0})["std"], float("nan")
+    else:
+        diff = scaled = float(np.max(np.abs(pred.probabilities - ref.probabilities)))
+        agreement = float(np.mean(np.asarray(pred.labels, dtype=object) == np.asarray(ref.labels, dtype=object)))
+    return {"runtime": variant.runtime, "precision": variant.precision, "status": "ok", "metric": metric,
+            "metric_drop": sign * (ref_metric - metric), "label_agreement": agreement, "max_abs_diff": diff,
+            "tolerance": variant.tolerance, "within_tolerance": bool(scaled <= variant.tolerance + 1e-12)}

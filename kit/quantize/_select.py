@@ -1,0 +1,144 @@
+"""``select()`` a variant within the accuracy budget and ``attach()`` it to a bundle."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from kit.config import QuantizeConfig
+from kit.errors import ConfigError
+from kit.quantize._compare import QuantReport
+from kit.quantize._export import export_onnx
+from kit.quantize._graph import _calibration_matrix, quantize_graph
+from kit.quantize._variants import BASELINE, OBJECTIVES, VARIANTS, check_variants
+from kit.sections import QuantizationSection
+
+if TYPE_CHECKING:
+    from kit.bundle import ModelBundle
+
+
+@dataclass
+class Selection:
+    """What :func:`select` chose and why.
+
+    Attributes:
+        variant: The chosen variant name.
+        reasons: One line per variant: chosen, slower, over budget, or failed.
+        objective: The report column minimized.
+        budget: The accuracy budget (largest accepted metric drop).
+        report: The report the choice was made from.
+    """
+
+    variant: str
+    reasons: list[str]
+    objective: str
+    budget: float
+    report: QuantReport
+
+    def __str__(self) -> str:
+        return f"chosen: {self.variant}\n" + "\n".join(f"  {r}" for r in self.reasons)
+
+
+def select(report: QuantReport, budget: float | None = None, objective: str | None = None) -> Selection:
+    """The fastest variant whose metric drop is within budget; torch fp32 when none other qualifies.
+
+    Args:
+        report: From :func:`~kit.quantize.compare`.
+        budget: Largest accepted drop of the primary metric versus torch fp32 (0.005 = 0.5 point);
+            ``None``: the budget of the report's config (by default :data:`~kit.config.DEFAULT_BUDGET`).
+        objective: Column to minimize, one of :data:`OBJECTIVES`; ``None``: the report config's.
+
+    Raises:
+        ConfigError: On a negative budget or unknown objective.
+    """
+    budget = report.config.budget if budget is None else budget
+    objective = objective or report.config.objective
+    if not budget >= 0:
+        raise ConfigError(f"budget must be >= 0, but got {budget=}", field="budget")
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, but got {objective=}",
+                          field="objective")
+    frame = report.frame
+    ok = frame[(frame["status"] == "ok") & (frame["metric_drop"] <= budget + 1e-12)]
+    if BASELINE not in ok.index and BASELINE in frame.index:
+        ok = pd.concat([ok, frame.loc[[BASELINE]]])
+    best = str(ok[objective].astype(float).idxmin())
+    unit = "" if objective == "size_bytes" else " µs"
+    reasons = []
+    for name, row in frame.iterrows():
+        if name == best:
+            why = "chosen: " + (f"fastest within budget ({objective} {row[objective]:.1f}{unit}, metric drop "
+                                f"{row['metric_drop']:+.4f} <= {budget})" if best != BASELINE or len(ok) > 1
+                                else f"no other variant qualifies within a metric drop of {budget}")
+        elif row["status"] != "ok":
+            why = f"rejected: {row['status']}"
+        elif name not in ok.index:
+            why = f"rejected: metric drop {row['metric_drop']:+.4f} exceeds budget {budget}"
+        else:
+            fastest = float(ok[objective].astype(float).min())
+            why = f"slower: {objective} {row[objective]:.1f}{unit} vs {fastest:.1f}{unit}"
+        reasons.append(str(name) + ": " + why)
+    return Selection(best, reasons, objective, float(budget), report)
+
+
+def attach(bundle: ModelBundle, variant: str | Selection, *, report: QuantReport | None = None,
+           calibration: Any = None, threads: int | None = None, inter_threads: int = 1) -> ModelBundle:
+    """A copy of ``bundle`` that predicts with ``variant``.
+
+    Args:
+        bundle: The source bundle (unchanged).
+        variant: A variant name or a :class:`Selection`.
+        report: The report the graph comes from (taken from the selection when given); without
+            one, the graph is built now.
+        calibration: Raw training rows, when building ``ort-int8-static`` without a report
+            (default: the bundle's own training split).
+        threads: Intra-op threads stored in the runtime options (default: the report's, else 1).
+        inter_threads: Inter-op threads stored in the runtime options.
+
+    Returns:
+        The new bundle; ``runtime_info`` names the runtime, variant, artifact and its sha256, and
+        the :class:`~kit.sections.QuantizationSection` holds the choice, the budget and the report.
+    """
+    reasons = ["chosen by name"]
+    selection: Selection | None = None
+    if isinstance(variant, Selection):
+        selection, report = variant, variant.report
+        name, reasons = selection.variant, selection.reasons
+    else:
+        name = check_variants([variant])[0]
+    config = report.config if report is not None else QuantizeConfig()
+    threads = threads or config.threads
+    spec = VARIANTS[name]
+    clone = bundle.copy()
+    clone.artifacts = {k: v for k, v in clone.artifacts.items() if not (k.startswith("model.") and k.endswith(".onnx"))}
+    if spec.runtime == "torch":
+        clone.runtime_info = {"name": "torch", "variant": "fp32"}
+    else:
+        data = report.artifacts.get(name) if report is not None else None
+        if data is None:
+            graph, _ = export_onnx(bundle)
+            if name == "ort-int8-static" and calibration is None:
+                calibration = bundle.reload_data().splits.train.X
+            calib = _calibration_matrix(bundle, calibration) if name == "ort-int8-static" else None
+            data = quantize_graph(graph, name, calib)
+        assert spec.artifact is not None
+        clone.artifacts[spec.artifact] = data
+        clone.runtime_info = {"name": "onnxruntime", "variant": name, "artifact": spec.artifact,
+                              "sha256": hashlib.sha256(data).hexdigest(),
+                              "options": {"threads": threads, "inter_threads": inter_threads}}
+    section = QuantizationSection(
+        chosen=name, reasons=reasons, runtime=dict(clone.runtime_info),
+        budget=selection.budget if selection is not None else config.budget,
+        objective=selection.objective if selection is not None else config.objective,
+        metric=report.metric if report is not None else bundle.primary_metric, baseline=BASELINE,
+        variants=report.variants() if report is not None else {},
+        settings=dict(report.settings) if report is not None else {},
+        export=dict(report.export) if report is not None else {}, config=config.to_dict())
+    clone = clone.with_section(section)
+    clone.configs["quantize"] = config.to_dict()
+    clone.runtime.run(np.ascontiguousarray(clone.transform(clone.example(2))))  # fails now, not in serving
+    return clone

@@ -1,0 +1,29 @@
+"""What the HTTP service needs beyond wiring: settings, request checks, scoring, drift, auth.
+
+``bentos/service.py`` stays a thin BentoML layer; everything it does is here, as plain
+functions and small classes that tests can call without a server:
+
+* :class:`Settings` (``_settings``) reads the ``KIT_*`` environment variables once and validates them.
+* :func:`check_rows` (``_rows``) refuses a request body before it reaches the model (and before
+  adaptive batching merges it with other requests), naming the field and the row.
+* :class:`ServedModel` (``_model``) wraps a :class:`~kit.bundle.ModelBundle`: it predicts through
+  ``bundle.infer`` (the one predict path), scores CSV files, explains, describes itself and
+  keeps the rolling drift window.
+* :class:`SharedWindows` (``_drift``) shares each worker's drift window so any worker answers for all.
+* :class:`AdmissionMiddleware` (``_admission``) is a plain ASGI middleware: bearer-token auth
+  (constant-time), body size limits, JSON and schema checks with kit-style 4xx bodies, ``GET``
+  aliases for ``/metadata`` and ``/drift`` and a drift-gauge refresh before each ``/metrics`` scrape.
+"""
+
+from __future__ import annotations
+
+from kit.serving._admission import AdmissionMiddleware, AdmissionState, error_body
+from kit.serving._drift import DRIFT_MIN_ROWS, PSI_ALERT, SharedWindows, psi_gauge
+from kit.serving._errors import BadRequestError, NotAvailableError, PayloadTooLargeError, UnauthorizedError
+from kit.serving._model import ServedModel
+from kit.serving._rows import check_rows, parse_json
+from kit.serving._settings import Settings
+
+__all__ = ["DRIFT_MIN_ROWS", "PSI_ALERT", "AdmissionMiddleware", "AdmissionState", "BadRequestError",
+           "NotAvailableError", "PayloadTooLargeError", "ServedModel", "Settings", "SharedWindows",
+           "UnauthorizedError", "check_rows", "error_body", "parse_json", "psi_gauge"]
