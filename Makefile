@@ -7,7 +7,7 @@ STAMP := $(VENV)/.kit-stamp
 DEMO_DIR ?= runs/demo
 PORT ?= 3000
 
-.PHONY: demo test lint venv bench report clean
+.PHONY: demo test lint venv notebooks bench report clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +28,11 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# Sync each notebooks/NN_name.py (py:percent, the file to edit) with its paired NN_name.ipynb, whichever
+# was edited last (pairing: notebooks/jupytext.toml). Commit both; the .ipynb stays without outputs.
+notebooks: $(STAMP)
+	$(BIN)/jupytext --sync notebooks/[0-9]*.py
 
 # Each script prints a ratio against a baseline measured in the same run (about 25 minutes in all).
 bench: $(STAMP)

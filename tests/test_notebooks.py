@@ -1,7 +1,9 @@
 """Every notebook under papermill with smoke=True (through `kit run`), judged by its results.json.
 
-One `kit run --smoke` over notebooks/ (session-scoped, chained the way `kit run` chains them),
-then one test per notebook asserting on what it wrote: metric floors, files that exist, store tags
+First, without running anything: each notebooks/NN_name.py (py:percent, the file people edit)
+has its paired NN_name.ipynb holding the same cells, committed without outputs. Then one
+`kit run --smoke` over notebooks/ (session-scoped, chained the way `kit run` chains them), then
+one test per notebook asserting on what it wrote: metric floors, files that exist, store tags
 that resolve. The failure notebooks under tests/notebooks/ check that `kit run` names the
 notebook and cell that failed, and refuses unknown or mistyped parameters.
 """
@@ -10,9 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
+import jupytext
+import nbformat
 import pytest
 
 from kit.bundle import ModelBundle
@@ -22,6 +28,38 @@ from kit.runner import Report, discover, run_notebooks
 ROOT = Path(__file__).resolve().parents[1]
 FAILURES = Path(__file__).resolve().parent / "notebooks"
 FLOOR = 0.9  # breast_cancer accuracy floor, even for smoke-sized training
+SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+
+
+def cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]:
+    """What a pair must agree on: each cell's type, source and tags."""
+    return [(c.cell_type, c.source, list(c.metadata.get("tags", []))) for c in nb.cells]
+
+
+def test_notebooks_are_py_percent_files_paired_with_an_ipynb():
+    folder = ROOT / "notebooks"
+    config = tomllib.loads((folder / "jupytext.toml").read_text())
+    assert config["formats"] == "ipynb,py:percent"
+    assert [p.stem for p in SOURCES] == ["00_quickstart", "01_data_train", "02_tune", "03_explain",
+                                         "04_quantize", "05_package_serve"]
+    # No notebook without its .py (kit run executes every NN_*.ipynb it finds).
+    assert sorted(p.stem for p in folder.glob("[0-9][0-9]_*.ipynb")) == [p.stem for p in SOURCES]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_each_pair_holds_the_same_cells_without_outputs(source: Path):
+    text = jupytext.read(source)
+    assert text.metadata["jupytext"]["text_representation"]["format_name"] == "percent"
+    ipynb = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+    nbformat.validate(ipynb)
+    assert cells(text) == cells(ipynb), f"{source.name} and its .ipynb differ: run `make notebooks`"
+    code = [c for c in ipynb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code), "commit the .ipynb without outputs"
+    # One typed, commented parameters cell (papermill --help-notebook reads it) with smoke and output_dir.
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1
+    assert "smoke: bool = False" in params[0].source
+    assert re.search(r"^output_dir: str = .+  # ", params[0].source, re.M)
 
 
 @pytest.fixture(scope="module")
