@@ -11,8 +11,11 @@ them. The public surface is small::
     result.bundle.save("runs/bc")
     kit.ModelBundle.load("runs/bc").predict(rows)
 
-Each step is a module with a function of its name: ``kit.train.train``, ``kit.tune.tune``,
-``kit.explain.explain``, ``kit.quantize.compare`` ...
+Each step is a package with a function of its name and a config next to ``DataConfig`` and
+``TrainConfig``: ``kit.tune.tune`` (:class:`TuneConfig`), ``kit.explain.explain``
+(:class:`ExplainConfig`), ``kit.quantize.compare`` / ``select`` / ``attach`` (:class:`QuantizeConfig`),
+``kit.gate.gate`` (:class:`GateConfig`), ``kit.package`` (model store, promotions, servers) and
+``kit.serving`` (what the HTTP service adds). The ``kit`` command lives in ``kit.cli``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from kit.config import DataConfig, TrainConfig
+from kit.config import (
+    DEFAULT_BUDGET,
+    SMOKE,
+    DataConfig,
+    ExplainConfig,
+    GateConfig,
+    QuantizeConfig,
+    TrainConfig,
+    TuneConfig,
+)
 from kit.errors import ConfigError, DataError, IntegrityError, KitError, NotFittedError, SchemaError
 
 __version__ = "0.1.0"
@@ -30,22 +42,28 @@ _LAZY = {
     "Dataset": "kit.data",
     "Preprocessor": "kit.preprocess",
     "ModelBundle": "kit.bundle",
-    "Prediction": "kit.bundle",
+    "Prediction": "kit.prediction",
 }
 
 __all__ = [
+    "DEFAULT_BUDGET",
+    "SMOKE",
     "ConfigError",
     "DataConfig",
     "DataError",
     "Dataset",
+    "ExplainConfig",
+    "GateConfig",
     "IntegrityError",
     "KitError",
     "ModelBundle",
     "NotFittedError",
     "Prediction",
     "Preprocessor",
+    "QuantizeConfig",
     "SchemaError",
     "TrainConfig",
+    "TuneConfig",
     "load",
 ]
 

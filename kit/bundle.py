@@ -16,10 +16,8 @@ every hash and refuses a changed, missing or corrupt file by name.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kit._bundle_files import read_files, write_files
 from kit._json import strict_json_default
 from kit.config import DataConfig
 from kit.errors import DataError, IntegrityError, KitError
@@ -50,14 +49,8 @@ if TYPE_CHECKING:
 __all__ = ["BundleData", "ModelBundle", "Prediction", "load"]
 
 FORMAT = "kit.bundle/1"
-MANIFEST = "bundle.json"
 WEIGHTS = "weights.safetensors"
 PREPROCESSOR = "preprocessor.json"
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Hex sha256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass
@@ -346,21 +339,12 @@ class ModelBundle:
         """
         from safetensors.numpy import save as st_save
 
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
         files: dict[str, bytes] = {
             PREPROCESSOR: self.preprocessor.to_json().encode(),
             WEIGHTS: st_save({k: np.ascontiguousarray(v) for k, v in self.weights.items()}),
             **self.artifacts,
         }
-        for name, data in files.items():
-            _atomic_write(out / name, data)
-        manifest = self.manifest()
-        manifest["files"] = {name: sha256_bytes(data) for name, data in sorted(files.items())}
-        text = json.dumps(manifest, indent=1, sort_keys=True, default=strict_json_default).encode()
-        _atomic_write(out / MANIFEST, text)
-        _atomic_write(out / f"{MANIFEST}.sha256", f"{sha256_bytes(text)}  {MANIFEST}\n".encode())
-        return out
+        return write_files(Path(path), self.manifest(), files)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ModelBundle:
@@ -372,29 +356,7 @@ class ModelBundle:
         from safetensors.numpy import load as st_load
 
         root = Path(path)
-        if not (root / MANIFEST).is_file():
-            raise IntegrityError(f"{root} is not a kit bundle: {MANIFEST} is missing", file=str(root / MANIFEST))
-        text = (root / MANIFEST).read_bytes()
-        sums = root / f"{MANIFEST}.sha256"
-        if not sums.is_file():
-            raise IntegrityError(f"{sums.name} is missing from {root}", file=str(sums))
-        if sums.read_text().split()[0] != sha256_bytes(text):
-            raise IntegrityError(f"{MANIFEST} in {root} was changed or is corrupt (sha256 mismatch)",
-                                 file=str(root / MANIFEST))
-        manifest = json.loads(text)
-        if manifest.get("format") != FORMAT:
-            raise IntegrityError(f"{root / MANIFEST} has format {manifest.get('format')!r}, expected {FORMAT!r}",
-                                 file=str(root / MANIFEST))
-        blobs: dict[str, bytes] = {}
-        for name, digest in manifest["files"].items():
-            file = root / name
-            if not file.is_file():
-                raise IntegrityError(f"{name} is missing from bundle {root}", file=str(file))
-            data = file.read_bytes()
-            if sha256_bytes(data) != digest:
-                raise IntegrityError(f"{name} in bundle {root} was changed or is corrupt (sha256 mismatch)",
-                                     file=str(file))
-            blobs[name] = data
+        manifest, blobs = read_files(root, FORMAT)
         try:
             weights = dict(st_load(blobs.pop(WEIGHTS)))
             preprocessor = Preprocessor.from_json(blobs.pop(PREPROCESSOR).decode())
@@ -428,17 +390,6 @@ class ModelBundle:
         clone = self.copy()
         clone.sections[name] = json.loads(json.dumps(data, default=strict_json_default))
         return clone
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load(path: str | os.PathLike[str]) -> ModelBundle:

@@ -66,8 +66,8 @@ plt.show()
 # stopping on the validation split and reports metrics on the untouched test split.
 
 # %%
-config = kit.TrainConfig(hidden=tuple(int(h) for h in hidden.split(",")), lr=lr,
-                         epochs=min(epochs, 15) if smoke else epochs, seed=seed)
+config = kit.TrainConfig(hidden=tuple(int(h) for h in hidden.split(",")), lr=lr, epochs=epochs, seed=seed)
+config = config.smoke() if smoke else config  # smoke: the tiny CI profile (kit.config.SMOKE)
 splits = ds.split(data_config.valid_size, data_config.test_size, data_config.seed)
 print(f"train {len(splits.train)} / valid {len(splits.valid)} / test {len(splits.test)} rows")
 result = train(ds, config, data_config=data_config, splits=splits, progress=True)
@@ -104,14 +104,12 @@ bundle.infer(splits.test.X.head(5)).to_frame()
 # `05_package_serve` take it as `bundle_path`.
 
 # %%
-from kit.ui import write_results
+from kit.results import notebook_results, write_results
 
 bundle_path = bundle.save(Path(output_dir) / "bundle")
-written = write_results(output_dir, {
-    "notebook": "01_data_train", "smoke": smoke, "task": bundle.task,
-    "primary_metric": bundle.primary_metric, "metrics": bundle.metrics,
-    "bundle_path": str(bundle_path.resolve()), "artifacts": {"bundle": str(bundle_path.resolve())},
-    "tags": {"data_hash": bundle.lineage["data_hash"]},
-    "train": {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "stopped": result.stopped},
-})
+written = write_results(output_dir, notebook_results(
+    "01_data_train", bundle=bundle, bundle_path=bundle_path, smoke=smoke,
+    tags={"data_hash": bundle.lineage["data_hash"]},
+    steps={"train": {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "stopped": result.stopped}},
+))
 print(written)

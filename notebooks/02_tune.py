@@ -46,12 +46,12 @@ from kit.train import train
 
 if bundle_path:
     bundle = kit.ModelBundle.load(bundle_path)
-    data_config = kit.DataConfig.from_dict(bundle.configs["data"])
     print(f"continuing from {bundle_path}: {bundle!r}")
 else:
-    data_config = kit.DataConfig(source=data)
-    bundle = train(data_config, kit.TrainConfig(epochs=15 if smoke else 200)).bundle
+    train_config = kit.TrainConfig().smoke() if smoke else kit.TrainConfig()
+    bundle = train(kit.DataConfig(source=data), train_config, progress=True).bundle
     print(f"trained a fresh model on {data}: {bundle!r}")
+data_config = bundle.data_config
 
 # %% [markdown]
 # ## Run the study
@@ -67,11 +67,12 @@ import optuna
 from kit.tune import tune
 
 optuna.logging.set_verbosity(logging.WARNING)
-base = kit.TrainConfig.from_dict(bundle.configs["train"]).replace(epochs=8 if smoke else trial_epochs,
-                                                                   patience=5 if smoke else 15)
-result = tune(data_config, n_trials=3 if smoke else n_trials, timeout=timeout or None, pruner=pruner,
-              storage=storage or None, study_name=study_name or None, config=base,
-              run_dir=Path(output_dir) / "study")
+config = kit.TuneConfig(n_trials=n_trials, timeout=timeout or None, pruner=pruner, storage=storage or None,
+                        study_name=study_name or None, epochs=trial_epochs, patience=15,
+                        run_dir=str(Path(output_dir) / "study"))
+config = config.smoke() if smoke else config  # smoke: the tiny CI profile (kit.config.SMOKE)
+start = kit.TrainConfig.from_dict(bundle.configs["train"])  # trials start from the bundle's own config
+result = tune(data_config, config, train=start)
 print(f"study {result.study.study_name} ({result.storage}): {result.counts()}")
 print(f"best trial {result.best_trial}: {result.metric} = {result.best_value:.4f}")
 result.best_params
@@ -108,12 +109,10 @@ plots_path = result.save_plots(Path(output_dir) / "tuning_plots.html")
 bundle_out = tuned.save(Path(output_dir) / "bundle")
 
 # %%
-from kit.ui import write_results
+from kit.results import notebook_results, write_results
 
-write_results(output_dir, {
-    "notebook": "02_tune", "smoke": smoke, "task": tuned.task, "primary_metric": tuned.primary_metric,
-    "metrics": tuned.metrics, "start_metrics": bundle.metrics,
-    "tuning": result.summary(), "bundle_path": str(bundle_out.resolve()),
-    "artifacts": {"bundle": str(bundle_out.resolve()), "plots": str(plots_path.resolve())},
-    "tags": {"study": result.study.study_name, "storage": result.storage},
-})
+write_results(output_dir, notebook_results(
+    "02_tune", bundle=tuned, bundle_path=bundle_out, smoke=smoke, start_metrics=bundle.metrics,
+    tuning=result.summary().to_dict(), artifacts={"plots": str(plots_path.resolve())},
+    tags={"study": result.study.study_name, "storage": result.storage},
+))

@@ -42,20 +42,21 @@ from kit.train import train
 
 if bundle_path:
     bundle = kit.ModelBundle.load(bundle_path)
-    data_config = kit.DataConfig.from_dict(bundle.configs["data"])
     print(f"continuing from {bundle_path}: {bundle!r}")
 else:
-    data_config = kit.DataConfig(source=data)
-    bundle = train(data_config, kit.TrainConfig(epochs=15 if smoke else 200)).bundle
+    train_config = kit.TrainConfig().smoke() if smoke else kit.TrainConfig()
+    bundle = train(kit.DataConfig(source=data), train_config, progress=True).bundle
     print(f"trained a fresh model on {data}: {bundle!r}")
+data_config = bundle.data_config
 
 # %%
 from kit.explain import attach, explain
-from kit.quantize import evaluation_rows
 
-X_test, y_test, X_train = evaluation_rows(bundle)  # the bundle's own test split, rebuilt from its config
-ex = explain(bundle, X_test.head(20 if smoke else rows), background=X_train,
-             background_size=min(background_size, 50) if smoke else background_size, method=method)
+config = kit.ExplainConfig(rows=rows, background_size=background_size, method=method)
+config = config.smoke() if smoke else config  # smoke: the tiny CI profile (kit.config.SMOKE)
+# No rows and no background given: the first `rows` rows of the bundle's own test split, explained
+# against a seeded sample of its own training split (bundle.reload_data() rebuilds both).
+ex = explain(bundle, config=config)
 print(ex)
 print(ex.why)
 
@@ -90,17 +91,14 @@ display(ex.plot_dependence())
 # explain a request (`/explain`) without any extra file.
 
 # %%
-from kit.ui import write_results
+from kit.results import notebook_results, write_results
 
 explained = attach(bundle, ex)
 bundle_out = explained.save(Path(output_dir) / "bundle")
 top = ex.importance().head(5)
-write_results(output_dir, {
-    "notebook": "03_explain", "smoke": smoke, "task": bundle.task, "primary_metric": bundle.primary_metric,
-    "metrics": bundle.metrics, "explanation": {**ex.section(), "rows": len(ex.values)},
-    "top_features": top["feature"].tolist(), "bundle_path": str(bundle_out.resolve()),
-    "artifacts": {"bundle": str(bundle_out.resolve()),
-                  "importance_plot": str((Path(output_dir) / "importance.png").resolve())},
-    "tags": {"method": ex.method},
-})
+write_results(output_dir, notebook_results(
+    "03_explain", bundle=explained, bundle_path=bundle_out, smoke=smoke,
+    explanation={**ex.section().to_dict(), "rows": len(ex.values)}, top_features=top["feature"].tolist(),
+    artifacts={"importance_plot": str((Path(output_dir) / "importance.png").resolve())}, tags={"method": ex.method},
+))
 top

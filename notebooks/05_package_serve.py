@@ -46,19 +46,19 @@ from kit.train import train
 
 if bundle_path:
     bundle = kit.ModelBundle.load(bundle_path)
-    data_config = kit.DataConfig.from_dict(bundle.configs["data"])
     print(f"continuing from {bundle_path}: {bundle!r}")
 else:
-    data_config = kit.DataConfig(source=data)
-    bundle = train(data_config, kit.TrainConfig(epochs=15 if smoke else 200)).bundle
+    train_config = kit.TrainConfig().smoke() if smoke else kit.TrainConfig()
+    bundle = train(kit.DataConfig(source=data), train_config, progress=True).bundle
     print(f"trained a fresh model on {data}: {bundle!r}")
+data_config = bundle.data_config
 
 # %%
 from kit import gate as kit_gate
 
 if gate:
-    # smoke: fewer timing samples and noisy copies; the same checks and thresholds.
-    gate_config = kit_gate.GateConfig(latency_samples=50, noise_repeats=1, explain_rows=20) if smoke else None
+    gate_config = kit.GateConfig()
+    gate_config = gate_config.smoke() if smoke else gate_config  # fewer samples; the same checks and thresholds
     bundle, gate_report = kit_gate.gate(bundle, config=gate_config)
     display(gate_report)
 
@@ -116,12 +116,11 @@ if serve:
     print("served predictions equal the notebook's:", matches)
 
 # %%
-from kit.ui import write_results
+from kit.results import notebook_results, write_results
 
-write_results(output_dir, {
-    "notebook": "05_package_serve", "smoke": smoke, "task": bundle.task, "primary_metric": bundle.primary_metric,
-    "metrics": bundle.metrics, "gate": bundle.sections.get("gate", {}).get("passed"),
-    "served": {"url": url, "response": response, "matches_notebook": matches},
-    "bundle_path": bundle_path or None, "artifacts": {},
-    "tags": {"model": tag, **({"bento": bento} if bento else {})},
-})
+write_results(output_dir, notebook_results(
+    "05_package_serve", bundle=bundle, bundle_path=bundle_path or None, smoke=smoke,
+    gate=bundle.gate.passed if bundle.gate is not None else None,
+    served={"url": url, "response": response, "matches_notebook": matches},
+    tags={"model": tag, **({"bento": bento} if bento else {})},
+))

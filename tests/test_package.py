@@ -29,8 +29,10 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_save_records_labels_metadata_and_loads_back(home: Path, bc_bundle: ModelBundle) -> None:
     import bentoml
 
-    bundle = bc_bundle.with_section("quantization", {"chosen": "onnx-int8", "budget": 0.01,
-                                                     "variants": [{"name": "onnx-int8"}]})
+    from kit.sections import QuantizationSection
+
+    bundle = bc_bundle.with_section(QuantizationSection(chosen="onnx-int8", budget=0.01,
+                                                        variants={"onnx-int8": {"status": "ok"}}))
     tag = package.save(bundle, "bc-meta")
     info = bentoml.models.get(tag).info
     assert info.labels["task"] == "binary" and info.labels["dataset"] == "breast_cancer"
@@ -49,14 +51,17 @@ def test_save_records_labels_metadata_and_loads_back(home: Path, bc_bundle: Mode
 def test_a_failed_gate_is_refused_unless_forced(home: Path, bc_bundle: ModelBundle) -> None:
     import bentoml
 
-    failing = bc_bundle.with_section("gate", {"passed": False, "reasons": ["accuracy 0.95 < 0.99"]})
-    with pytest.raises(package.GateFailedError, match="accuracy 0.95 < 0.99"):
+    from kit.sections import Check, GateReport
+
+    report = GateReport(passed=False, checks=[Check("metric", False, 0.95, 0.99, "accuracy 0.95 < 0.99")])
+    failing = bc_bundle.with_section(report)
+    with pytest.raises(package.GateFailedError, match="metric: accuracy 0.95 < 0.99"):
         package.save(failing, "bc-gate")
     tag = package.save(failing, "bc-gate", force=True, reason="demo")
     info = bentoml.models.get(tag).info
     assert info.labels["gate"] == "failed" and info.labels["forced"] == "true"
     assert info.metadata["force"]["reason"] == "demo" and info.metadata["force"]["by"]
-    passing = package.save(bc_bundle.with_section("gate", {"passed": True}), "bc-gate")
+    passing = package.save(bc_bundle.with_section(GateReport(passed=True)), "bc-gate")
     assert bentoml.models.get(passing).info.labels["gate"] == "passed"
     with pytest.raises(KitError, match="model name"):
         package.save(bc_bundle, "Bad Name")
@@ -102,7 +107,15 @@ def test_cli_package_models_promote_predict(home: Path, bc_result: TrainResult, 
 
 @pytest.fixture(scope="module")
 def bento(home: Path, bc_bundle: ModelBundle) -> Iterator[dict[str, Any]]:
-    tag = package.save(bc_bundle, "bc-bento")
+    from kit import gate, quantize
+    from kit.config import GateConfig, QuantizeConfig
+
+    # a budget picked by the user travels: report -> choice -> bundle -> gate -> store -> /metadata
+    report = quantize.compare(bc_bundle, config=QuantizeConfig(variants=("ort-fp32",), budget=0.007, repeats=20))
+    served, gate_report = gate.gate(quantize.attach(bc_bundle, quantize.select(report)),
+                                    config=GateConfig(skip=("explanation_stability",)).smoke())
+    assert gate_report.passed, str(gate_report)
+    tag = package.save(served, "bc-bento")
     bento_tag = package.build(tag)
     with serving(None, home, bento=bento_tag, env={"KIT_API_KEY": "s3cret"}) as server:
         yield {"tag": tag, "bento": bento_tag, "server": server}
@@ -140,6 +153,11 @@ def test_built_bento_serves_with_auth(bento: dict[str, Any], bc_result: TrainRes
     assert [r["prediction"] for r in ok.json()] == bc_result.bundle.predict(rows).tolist()
     meta = httpx.get(url + "/metadata", headers=auth, timeout=30).json()
     assert meta["tag"] == bento["tag"]  # the tag baked in at build time
+    assert meta["runtime"]["variant"] == "ort-fp32" and meta["store"]["source"] == "bento argument"
+    # the budget chosen in Python is the one the gate checked and the one the service reports
+    assert meta["configs"]["quantize"]["budget"] == meta["quantization"]["budget"] == 0.007
+    runtime_check = next(c for c in meta["gate"]["checks"] if c["name"] == "runtime_drop")
+    assert runtime_check["threshold"] == 0.007 and "quantized with" in runtime_check["reason"]
     # no SHAP background in this bundle: a clear 409, never a 500
     explain = httpx.post(url + "/explain", json={"rows": rows[:2]}, headers=auth, timeout=60)
     assert explain.status_code == 409 and explain.json()["field"] == "explanation"
@@ -170,3 +188,46 @@ def test_stop_leaves_no_worker_behind(home: Path, bc_bundle: ModelBundle) -> Non
     assert alive == []
     with pytest.raises(httpx.HTTPError):
         httpx.get(server.url + "/readyz", timeout=2)
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_kit_serve_stopped_by_a_signal_stops_the_server_and_its_workers(home: Path, bc_bundle: ModelBundle,
+                                                                       tmp_path: Path, signame: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+    from _server import free_port
+
+    tag = package.save(bc_bundle, "bc-signal")
+    port = free_port()
+
+    def defaults() -> None:  # a CI shell may start us with SIGINT/SIGHUP ignored; a user's `kit serve` has them
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "kit.cli", "serve", tag, "--port", str(port)],
+                            env={**os.environ, "KIT_API_KEY": ""}, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=defaults, start_new_session=True)
+    try:
+        package.wait_ready(f"http://127.0.0.1:{port}", 180, proc)  # type: ignore[arg-type]
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        assert len(family) >= 3  # kit serve, bentoml's server, its worker
+        # what a process manager (SIGTERM) or a closed terminal (SIGHUP) sends to `kit serve` alone
+        os.kill(proc.pid, getattr(signal, signame))
+        assert proc.wait(60) == 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+                                                  for p in family):
+            time.sleep(0.2)
+        assert [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+    finally:
+        if proc.poll() is None:
+            package.stop(proc)  # type: ignore[arg-type]
+        log.close()

@@ -154,7 +154,7 @@ def test_quantize_panel_budget_slider_reselects_and_sets_the_bundle(trained: Ses
     variant = panel.selection.variant
     # The session's bundle is always the chosen variant of the fp32 source.
     assert trained.bundle.runtime_info["name"] == ("torch" if variant == "torch-fp32" else "onnxruntime")
-    assert trained.outputs["quantize"]["max_metric_drop"] == 0.0
+    assert trained.outputs["quantize"]["budget"] == 0.0
 
 
 PACKAGE_SCRIPT = """

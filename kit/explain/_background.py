@@ -99,5 +99,6 @@ def attach(bundle: ModelBundle, explanation: Explanation) -> ModelBundle:
     if list(explanation.feature_names) != bundle.feature_names:
         raise ConfigError("this explanation was made for other features than the bundle's", field="explanation")
     clone = bundle.with_section(explanation.section())
+    clone.configs["explain"] = dict(explanation.config)
     clone.artifacts[BACKGROUND_ARTIFACT] = _background_bytes(explanation.background[bundle.feature_names])
     return clone

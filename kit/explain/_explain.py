@@ -14,6 +14,7 @@ from kit.errors import ConfigError
 from kit.explain import _engines as engines
 from kit.explain._background import _background_bytes, make_background, rows_frame, stored_background
 from kit.explain._explanation import BACKGROUND_ARTIFACT, Explanation
+from kit.explain._sampling import kernel, permutation
 
 if TYPE_CHECKING:
     from kit.bundle import ModelBundle
@@ -51,6 +52,24 @@ def _output_words(bundle: ModelBundle, output: str, which: str) -> str:
     if len(bundle.label_names or []) == 2:
         return f"log-odds of {which}"
     return f"centered logit (log p minus mean log p over classes) of {which}"
+
+
+ENGINES: dict[str, engines.Engine] = {"deep": engines.deep, "gradient": engines.gradient, "permutation": permutation,
+                                      "kernel": kernel}
+"""Engines by name; ``explain(method=...)`` accepts these names."""
+
+TORCH_ENGINES = ("deep", "gradient")
+
+
+def get_engine(method: str) -> engines.Engine:
+    """The engine called ``method``.
+
+    Raises:
+        ConfigError: If the name is unknown.
+    """
+    if method not in ENGINES:
+        raise ConfigError(f"unknown explain method {method!r}; known: auto, {', '.join(ENGINES)}", field="method")
+    return ENGINES[method]
 
 
 def explain(bundle: ModelBundle, X: Any = None, background: Any = None, config: ExplainConfig | None = None,
@@ -115,7 +134,7 @@ def explain(bundle: ModelBundle, X: Any = None, background: Any = None, config: 
         if memo is not None and memo[0] in chain:  # an earlier call already walked the chain
             reasons, chain = list(memo[1]), chain[chain.index(memo[0]):]
     else:
-        if method in engines.TORCH_ENGINES and not torch_ok:
+        if method in TORCH_ENGINES and not torch_ok:
             raise ConfigError(f"method={method!r} explains the torch network, but this bundle runs on "
                               f"{type(bundle.runtime).__name__}; use 'permutation' or 'kernel'", field="method")
         chain = [method]
@@ -123,7 +142,7 @@ def explain(bundle: ModelBundle, X: Any = None, background: Any = None, config: 
     explained = outputs
     for i, name in enumerate(chain):
         try:
-            values, base, observed = engines.get_engine(name)(ctx, req)
+            values, base, observed = get_engine(name)(ctx, req)
         except engines.Unsupported as exc:
             if method != "auto":
                 raise ConfigError(f"method={method!r} cannot explain this network: {exc}", field="method") from None

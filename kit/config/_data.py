@@ -1,0 +1,120 @@
+"""How to load and split the data, and how to build and train the network."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kit.config._base import SMOKE, TASKS, _check, _Config
+
+
+@dataclass(frozen=True)
+class DataConfig(_Config):
+    """How to load and split a dataset.
+
+    Attributes:
+        source: A built-in dataset name (``breast_cancer``, ``wine``, ``digits``, ``diabetes``)
+            or the path of a CSV or Parquet file.
+        target: The target column; optional for built-ins.
+        task: ``"auto"`` to detect, or ``binary`` / ``multiclass`` / ``regression``.
+        valid_size: Share of rows held out for validation (early stopping, tuning).
+        test_size: Share of rows held out for the final test metrics.
+        seed: Seed of the split.
+        unknown_category: What predict does with a category never seen in training:
+            ``"error"`` (refuse, naming the column) or ``"ignore"`` (all-zero one-hot).
+    """
+
+    source: str = "breast_cancer"
+    target: str | None = None
+    task: str = "auto"
+    valid_size: float = 0.15
+    test_size: float = 0.15
+    seed: int = 0
+    unknown_category: str = "error"
+
+    def __post_init__(self) -> None:
+        _check(bool(self.source), f"source must name a dataset or file, but got {self.source=}.", "source")
+        _check(self.task in ("auto", *TASKS), f"task must be auto or one of {TASKS}, but got {self.task=}.",
+               "task")
+        _check(0 < self.valid_size < 0.5, f"valid_size must be in (0, 0.5), but got {self.valid_size=}.",
+               "valid_size")
+        _check(0 < self.test_size < 0.5, f"test_size must be in (0, 0.5), but got {self.test_size=}.",
+               "test_size")
+        _check(self.valid_size + self.test_size < 0.8,
+               f"valid_size + test_size must leave rows to train on, but got "
+               f"{self.valid_size + self.test_size=}.", "test_size")
+        _check(self.unknown_category in ("error", "ignore"),
+               f"unknown_category must be 'error' or 'ignore', but got {self.unknown_category=}.",
+               "unknown_category")
+
+
+ACTIVATIONS = ("relu", "gelu", "silu", "tanh")
+NORMS = ("none", "batch", "layer")
+SCHEDULERS = ("cosine", "onecycle", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Config):
+    """How to build and train the network.
+
+    Attributes:
+        net: Network builder name (see :func:`kit.nets.build`).
+        hidden: Hidden layer widths, e.g. ``(128, 64)``.
+        dropout: Dropout after each hidden layer.
+        activation: One of ``relu``, ``gelu``, ``silu``, ``tanh``.
+        norm: ``none``, ``batch`` or ``layer`` normalization after each hidden linear layer.
+        lr: Peak learning rate of AdamW.
+        weight_decay: AdamW weight decay.
+        batch_size: Rows per optimizer step.
+        epochs: Maximum number of epochs.
+        patience: Epochs without validation improvement before stopping early (0 disables).
+        scheduler: ``cosine`` (warm-up then cosine decay), ``onecycle`` or ``constant``.
+        warmup_epochs: Linear warm-up length for ``cosine``.
+        monitor: Validation metric that drives early stopping and best-weights restore;
+            ``auto`` uses log loss for classifiers and RMSE for regression.
+        seed: Seed of weights init and batch order: same seed, same metrics.
+        device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
+    """
+
+    net: str = "mlp"
+    hidden: tuple[int, ...] = (128, 64)
+    dropout: float = 0.1
+    activation: str = "relu"
+    norm: str = "none"
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    epochs: int = 200
+    patience: int = 20
+    scheduler: str = "cosine"
+    warmup_epochs: int = 3
+    monitor: str = "auto"
+    seed: int = 0
+    device: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        _check(len(self.hidden) >= 1 and all(h > 0 for h in self.hidden),
+               f"hidden must be one or more positive widths, but got {self.hidden=}.", "hidden")
+        _check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), but got {self.dropout=}.", "dropout")
+        _check(self.activation in ACTIVATIONS,
+               f"activation must be one of {ACTIVATIONS}, but got {self.activation=}.", "activation")
+        _check(self.norm in NORMS, f"norm must be one of {NORMS}, but got {self.norm=}.", "norm")
+        _check(self.lr > 0, f"lr must be positive, but got {self.lr=}.", "lr")
+        _check(self.weight_decay >= 0, f"weight_decay must be >= 0, but got {self.weight_decay=}.",
+               "weight_decay")
+        _check(self.batch_size >= 1, f"batch_size must be >= 1, but got {self.batch_size=}.", "batch_size")
+        _check(self.epochs >= 1, f"epochs must be >= 1, but got {self.epochs=}.", "epochs")
+        _check(self.patience >= 0, f"patience must be >= 0, but got {self.patience=}.", "patience")
+        _check(self.scheduler in SCHEDULERS,
+               f"scheduler must be one of {SCHEDULERS}, but got {self.scheduler=}.", "scheduler")
+        _check(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, but got {self.warmup_epochs=}.",
+               "warmup_epochs")
+        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+               f"device must be auto, cpu or cuda, but got {self.device=}.", "device")
+
+    def smoke(self) -> TrainConfig:
+        """At most :data:`SMOKE` epochs and patience."""
+        return self.replace(epochs=min(self.epochs, SMOKE.epochs), patience=min(self.patience, SMOKE.patience),
+                            warmup_epochs=min(self.warmup_epochs, 1))
