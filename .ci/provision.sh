@@ -190,6 +190,13 @@ _kit_install_missing() {
   fi
 }
 
+# A free TCP port on 127.0.0.1 (the kernel picks it). Any Python will do: the system's, else the venv's.
+_kit_free_port() {
+  local python
+  python=$(command -v python3 || command -v .venv/bin/python) || _kit_die "no python3 to pick a free port with"
+  "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 # Start the throwaway cluster; sets _KIT_PGDATA/_KIT_PGBIN and exports KIT_TEST_POSTGRES_URL.
 _kit_start_postgres() {
   local password attempt
@@ -202,7 +209,7 @@ _kit_start_postgres() {
     --auth-local=trust --auth-host=scram-sha-256 >/dev/null
   # A free port can be taken between the probe and the bind: try a few.
   for attempt in 1 2 3; do
-    _KIT_PGPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    _KIT_PGPORT=$(_kit_free_port)
     # Durability is pointless for a cluster deleted at exit: fsync off keeps the tests fast.
     if _kit_pg_run "$_KIT_PGBIN/pg_ctl" -D "$_KIT_PGDATA" -l "$_KIT_PGDATA/server.log" -w -t 60 \
         -o "-p $_KIT_PGPORT -k $_KIT_PGDATA -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
