@@ -1,11 +1,15 @@
 # The two commands of the README: `make demo` and `make test`.
 # Both bootstrap .venv when it is missing or when pyproject.toml changed (a stamp file).
+# `make test` also provisions what the suite needs outside the venv (.ci/provision.sh: apt packages,
+# a throwaway PostgreSQL) and runs every test; CI runs exactly this through .ci/run.
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kit-stamp
 DEMO_DIR ?= runs/demo
 PORT ?= 3000
+# Extra pytest arguments for `make test`, e.g. PYTEST_ARGS="tests/test_tune.py -x".
+PYTEST_ARGS ?=
 
 .PHONY: demo test lint venv notebooks bench report clean
 
@@ -27,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/mypy kit
 
 test: lint
-	$(BIN)/pytest
+	bash .ci/test.sh $(PYTEST_ARGS)
 
 # Sync each notebooks/NN_name.py (py:percent, the file to edit) with its paired NN_name.ipynb, whichever
 # was edited last (pairing: notebooks/jupytext.toml). Commit both; the .ipynb stays without outputs.

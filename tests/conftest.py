@@ -1,9 +1,11 @@
-"""Shared fixtures: small trained bundles, reused across test modules (session scope)."""
+"""Shared fixtures: small trained bundles (session scope) and the tools that ``make test`` provisions."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -63,12 +65,62 @@ def mixed_result(mixed_csv: Path) -> TrainResult:
     return train(kit.DataConfig(source=str(mixed_csv), target="label"), FAST)
 
 
-@pytest.fixture()
+# --- parts provisioned outside the venv by `make test` (.ci/provision.sh) ---------------------------
+# Each fixture below returns a tool the provisioning script installed or started. Under plain
+# `pytest` a missing part skips the tests that need it, naming it; `make test` sets KIT_REQUIRE_ALL=1,
+# and then a missing part fails them, so a provisioned run never passes by skipping.
+
+REQUIRE_ALL = "KIT_REQUIRE_ALL"
+
+
+def _missing(what: str, how: str) -> NoReturn:
+    """Skip, or fail under KIT_REQUIRE_ALL, because ``what`` is not available."""
+    if os.environ.get(REQUIRE_ALL):
+        pytest.fail(f"{what} is missing although {REQUIRE_ALL} is set: {how}", pytrace=False)
+    pytest.skip(f"{what} is missing ({how}; `make test` provisions it)")
+
+
+def _executable(env_var: str, name: str) -> str:
+    """The executable named by ``env_var`` (what make test exports), else ``name`` on PATH."""
+    path = os.environ.get(env_var) or shutil.which(name)
+    if not path or not os.access(path, os.X_OK):
+        _missing(name, f"{env_var} is {os.environ.get(env_var)!r} and {name!r} is not on PATH")
+    return path
+
+
+@pytest.fixture(scope="session")
 def postgres_url() -> str:
-    """URL of the PostgreSQL server that .ci/run starts (skipped only outside CI)."""
+    """URL (with password) of the throwaway PostgreSQL server that ``make test`` starts."""
     url = os.environ.get("KIT_TEST_POSTGRES_URL")
     if not url:
-        if os.environ.get("CI"):
-            pytest.fail("KIT_TEST_POSTGRES_URL is not set; .ci/run must start PostgreSQL")
-        pytest.skip("KIT_TEST_POSTGRES_URL not set (run through .ci/run)")
+        _missing("PostgreSQL", "KIT_TEST_POSTGRES_URL is not set")
     return url
+
+
+@pytest.fixture(scope="session")
+def java_home() -> Path:
+    """A Java runtime home (``JAVA_HOME``, else derived from ``java`` on PATH) with ``bin/java``."""
+    home = os.environ.get("JAVA_HOME")
+    if not home and (java := shutil.which("java")):
+        home = str(Path(java).resolve().parents[1])
+    if not home or not os.access(Path(home) / "bin" / "java", os.X_OK):
+        _missing("Java", f"JAVA_HOME is {os.environ.get('JAVA_HOME')!r} and no usable java is on PATH")
+    return Path(home)
+
+
+@pytest.fixture(scope="session")
+def chromium_bin() -> str:
+    """Debian's ``chromium`` executable (``KIT_TEST_CHROMIUM``, else on PATH)."""
+    return _executable("KIT_TEST_CHROMIUM", "chromium")
+
+
+@pytest.fixture(scope="session")
+def prometheus_bin() -> str:
+    """The ``prometheus`` server executable (``KIT_TEST_PROMETHEUS``, else on PATH)."""
+    return _executable("KIT_TEST_PROMETHEUS", "prometheus")
+
+
+@pytest.fixture(scope="session")
+def promtool_bin() -> str:
+    """Prometheus's ``promtool`` (``KIT_TEST_PROMTOOL``, else on PATH)."""
+    return _executable("KIT_TEST_PROMTOOL", "promtool")

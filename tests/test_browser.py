@@ -78,14 +78,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-def test_wizard_in_jupyterlab_trains_and_explains(lab: str):
+def test_wizard_in_jupyterlab_trains_and_explains(chromium_bin: str, lab: str):
     from playwright.sync_api import expect, sync_playwright
 
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian chromium is required (.ci/run installs it)"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=chromium_bin, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.goto(f"{lab}/lab/tree/notebooks/00_quickstart.ipynb", timeout=120_000)

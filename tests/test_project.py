@@ -1,11 +1,13 @@
-"""Project-level contracts: fast import, consistent environments, documented commands."""
+"""Project-level contracts: fast import, consistent environments, documented commands, provisioned tools."""
 
+import os
 import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +50,95 @@ def test_readme_documents_the_two_commands():
     makefile = (ROOT / "Makefile").read_text()
     assert "make demo" in readme and "make test" in readme
     assert re.search(r"^demo:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
-    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_ci_and_make_test_share_one_provisioning_script():
+    makefile = (ROOT / "Makefile").read_text()
+    ci, runner = ROOT / ".ci", (ROOT / ".ci" / "test.sh").read_text()
+    provision = (ci / "provision.sh").read_text()
+    # CI runs the README's command and nothing else: the Makefile's test target does the work ...
+    run_lines = [line for line in (ci / "run").read_text().splitlines() if line and not line.startswith("#")]
+    assert "make test" in run_lines and not [line for line in run_lines if "apt-get" in line or "pytest" in line]
+    # ... linting first, then the provisioned pytest run.
+    recipe = re.search(r"^test:(.*)\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe and "lint" in recipe.group(1)
+    assert [line.strip() for line in recipe.group(2).splitlines()] == ["bash .ci/test.sh $(PYTEST_ARGS)"]
+    assert "source .ci/provision.sh" in runner and "kit_provision" in runner and ".venv/bin/pytest" in runner
+    for package in ("chromium", "postgresql", "default-jre-headless", "prometheus"):
+        assert package in provision
+    exports = re.findall(r"^\s*export (.*)$", provision, re.M)
+    exported = {word.split("=")[0] for line in exports for word in line.split()}
+    assert {"KIT_TEST_POSTGRES_URL", "JAVA_HOME", "KIT_TEST_CHROMIUM", "KIT_TEST_PROMETHEUS", "KIT_TEST_PROMTOOL",
+            "KIT_REQUIRE_ALL"} <= exported
+    for script in ("run", "test.sh", "provision.sh"):
+        text = (ci / script).read_text()
+        assert "set -euo pipefail" in text, script
+        syntax = subprocess.run(["bash", "-n", str(ci / script)], capture_output=True, text=True)
+        assert syntax.returncode == 0, syntax.stderr
+
+
+# --- the tools make test provisions actually work (skipped under plain pytest when missing) ------
+
+def test_java_runs_from_java_home(java_home: Path):
+    proc = subprocess.run([str(java_home / "bin" / "java"), "-version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    version = re.search(r'version "(?:1\.)?(\d+)', proc.stderr)
+    assert version and int(version.group(1)) >= 17, proc.stderr  # PySpark 4 needs Java 17+
+
+
+def test_prometheus_and_promtool_run(prometheus_bin: str, promtool_bin: str, tmp_path: Path):
+    for binary in (prometheus_bin, promtool_bin):
+        proc = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and "version" in proc.stdout + proc.stderr, proc.stderr
+    # promtool really checks alert rules: a good file passes, a broken expression is refused.
+    good, bad = tmp_path / "good.yml", tmp_path / "bad.yml"
+    rule = "groups:\n- name: kit\n  rules:\n  - alert: KitDown\n    expr: {expr}\n    for: 1m\n"
+    good.write_text(rule.format(expr="up == 0"))
+    bad.write_text(rule.format(expr="up ==="))
+    assert subprocess.run([promtool_bin, "check", "rules", str(good)], capture_output=True, timeout=60).returncode == 0
+    assert subprocess.run([promtool_bin, "check", "rules", str(bad)], capture_output=True, timeout=60).returncode != 0
+
+
+@pytest.mark.postgres
+def test_postgres_accepts_the_password_and_refuses_another(postgres_url: str):
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    url = make_url(postgres_url)
+    assert url.host == "127.0.0.1" and url.password
+    engine = create_engine(url, connect_args={"connect_timeout": 10})
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT current_user")).scalar() == url.username
+    finally:
+        engine.dispose()
+    # Password auth over TCP: a wrong password is refused (the server does not trust loopback).
+    wrong = create_engine(url.set(password="not-" + str(url.password)), connect_args={"connect_timeout": 10})
+    try:
+        with pytest.raises(OperationalError, match="password authentication failed"):
+            wrong.connect()
+    finally:
+        wrong.dispose()
+
+
+def test_require_all_turns_a_missing_part_into_a_failure(tmp_path: Path):
+    # A fresh pytest in which nothing is provisioned: skipped normally, failed under KIT_REQUIRE_ALL.
+    (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
+    (tmp_path / "test_needs.py").write_text(
+        "def test_pg(postgres_url): pass\n"
+        "def test_promtool(promtool_bin): pass\n"
+        "def test_java(java_home): pass\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KIT_TEST_POSTGRES_URL", "KIT_TEST_PROMTOOL", "JAVA_HOME", "KIT_REQUIRE_ALL")}
+    env["PATH"] = str(Path(sys.executable).parent)  # no promtool, no java
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", str(tmp_path)]
+    plain = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert plain.returncode == 0 and "3 skipped" in plain.stdout, plain.stdout[-2000:]
+    assert "make test` provisions it" in plain.stdout
+    strict = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, env={**env, "KIT_REQUIRE_ALL": "1"},
+                            timeout=300)
+    assert strict.returncode == 1 and "3 error" in strict.stdout, strict.stdout[-2000:]
 
 
 def _kit_modules() -> dict[str, Path]:

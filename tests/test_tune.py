@@ -15,6 +15,7 @@ from typing import Any
 
 import optuna
 import pytest
+from _signals import with_default_sigint
 
 import kit
 from kit.bundle import ModelBundle
@@ -239,7 +240,8 @@ def test_sqlite_resume_after_interrupted_run(tmp_path: Path) -> None:
     cmd = [KIT, "tune", "--threads", "1", "--storage", storage, "--study", "r", "--n-trials", "4",
            "--space", str(space), "--epochs", str(SLOW.epochs), "--patience", "0", "--pruner", "none",
            "--run-dir", str(tmp_path)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The child must react to SIGINT even when this run inherited it ignored (CI in the background).
+    proc = subprocess.Popen(with_default_sigint(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     before = _wait_for(storage, "r", complete=1, proc=proc)
     proc.send_signal(signal.SIGINT)  # Ctrl-C in the middle of the third trial
     _, err = proc.communicate(timeout=60)
