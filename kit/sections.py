@@ -157,7 +157,15 @@ class Check:
 class GateReport(Section):
     """The release gate's verdict: pass/fail with one reason per check, the thresholds and the data used.
 
-    :func:`kit.gate.check` returns one; ``bundle.gate`` reads the one stored in a bundle.
+    :func:`kit.gate.check` returns one; ``bundle.gate`` reads the one stored in a bundle: the
+    verdict packaging relies on, with every gate run on the bundle in ``history`` (see
+    :mod:`kit.gate._history` for when a later run replaces a failure).
+
+    Attributes:
+        run: This run's number on the bundle (1 for the first; 0 when not recorded in a bundle).
+        override: When this run replaced a failure with other settings: the reason, the run it
+            replaced, the differences, who and when.
+        history: Every gate run on the bundle, oldest first (config, result, accepted, note).
     """
 
     NAME: ClassVar[str] = "gate"
@@ -168,6 +176,9 @@ class GateReport(Section):
     data: dict[str, Any] = field(default_factory=dict)
     runtime: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
+    run: int = 0
+    override: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -206,14 +217,22 @@ class GateReport(Section):
         head = f"gate {'PASSED' if self.passed else 'FAILED'}"
         if not self.passed:
             head += f": {', '.join(c.name for c in self.failed)} failed"
+        if self.run:
+            head += f" (run {self.run} of {len(self.history) or self.run})"
         lines = [head, f"{'':4}  {'check':22} {'value':>9} {'limit':>9}  reason"]
         lines += [f"{c.status:4}  {c.name:22} {_short(c.value):>9} {_short(c.threshold):>9}  {c.reason}"
                   for c in self.checks]
+        if self.extra.get("note"):
+            lines.append(f"verdict: {self.extra['note']}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
+        import html
+
         color = "#1a7f37" if self.passed else "#cf222e"
-        return (f"<p><b style='color:{color}'>gate {'passed' if self.passed else 'failed'}</b></p>"
+        run = f" (run {self.run})" if self.run else ""
+        note = f"<p>{html.escape(str(self.extra['note']))}</p>" if self.extra.get("note") else ""
+        return (f"<p><b style='color:{color}'>gate {'passed' if self.passed else 'failed'}{run}</b></p>" + note
                 + self.table().to_html())
 
 

@@ -16,6 +16,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default=None, help="target column (required for files)")
     p.add_argument("--task", default="auto", choices=["auto", "binary", "multiclass", "regression"])
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/valid/test split")
+    p.add_argument("--valid-size", type=float, default=DataConfig.valid_size, help="share of rows for validation")
+    p.add_argument("--test-size", type=float, default=DataConfig.test_size, help="share of rows for the test split")
     p.add_argument("--unknown-category", default="error", choices=["error", "ignore"],
                    help="what predict does with a category unseen in training")
 
@@ -23,7 +25,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 def data_config(args: argparse.Namespace) -> DataConfig:
     """The DataConfig the data options describe."""
     return DataConfig(source=args.data, target=args.target, task=args.task, seed=args.split_seed,
-                      unknown_category=args.unknown_category)
+                      valid_size=args.valid_size, test_size=args.test_size, unknown_category=args.unknown_category)
 
 
 def given(args: argparse.Namespace, **names: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from kit.cli._common import add_data_args, data_config, given
 from kit.config import TrainConfig
+from kit.config._data import ACTIVATIONS, NORMS, SCHEDULERS
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -15,7 +16,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from kit.train import train
 
     fields = given(args, epochs="epochs", seed="seed", lr="lr", batch_size="batch_size", patience="patience",
-                   dropout="dropout", weight_decay="weight_decay", device="device")
+                   dropout="dropout", weight_decay="weight_decay", device="device", activation="activation",
+                   norm="norm", scheduler="scheduler", warmup_epochs="warmup_epochs", monitor="monitor")
     if args.hidden:
         fields["hidden"] = tuple(int(h) for h in args.hidden.split(","))
     result = train(data_config(args), TrainConfig().replace(**fields), progress=not args.quiet)
@@ -47,6 +49,11 @@ def register(sub: Any) -> None:
     p.add_argument("--dropout", type=float)
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0 disables)")
+    p.add_argument("--activation", choices=ACTIVATIONS)
+    p.add_argument("--norm", choices=NORMS, help="normalization after each hidden layer")
+    p.add_argument("--scheduler", choices=SCHEDULERS, help="learning-rate schedule (default cosine)")
+    p.add_argument("--warmup-epochs", type=int, help="linear warm-up epochs of the cosine schedule")
+    p.add_argument("--monitor", help="validation metric of early stopping (default auto: log loss / RMSE)")
     p.add_argument("--device", help="auto, cpu or cuda")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)

@@ -18,16 +18,24 @@ def cmd_gate(args: argparse.Namespace) -> int:
     fields = given(args, metric_floor="metric_floor", max_metric_drop="max_drop", max_p99_ms="max_p99_ms",
                    max_noise_flip_rate="max_flip_rate", max_missing_flip_rate="max_missing_flip_rate",
                    max_ece="max_ece", slice_column="slice", max_slice_gap="max_slice_gap")
-    gated, report = gate(bundle, args.data, GateConfig(**fields, skip=tuple(args.skip)))
+    gated, report = gate(bundle, args.data, GateConfig(**fields, skip=tuple(args.skip)), reason=args.override_reason,
+                         by="cli")
     print(report)
     out = gated.save(args.out or args.bundle)
-    print(f"gate report saved to {out}/bundle.json (sections.gate)")
+    verdict = gated.gate
+    assert verdict is not None
+    print(f"gate run {report.run} saved to {out}/bundle.json (sections.gate.history); the bundle's verdict is "
+          f"run {verdict.run}: {'passed' if verdict.passed else 'FAILED'}")
+    if verdict is not report and not verdict.passed:
+        from kit.gate._history import how_to_override
+
+        print(f"to replace failed run {verdict.run}, {how_to_override('cli', args.out or args.bundle)}")
     if args.card:
         from kit.card import write_card
 
         paths = write_card(gated, args.card)
         print(f"model card written to {', '.join(str(p) for p in paths)}")
-    return 0 if report.passed else 1
+    return 0 if report.passed and verdict.passed else 1
 
 
 def cmd_card(args: argparse.Namespace) -> int:
@@ -43,8 +51,10 @@ def cmd_card(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     """Add ``gate`` and ``card``."""
     p = sub.add_parser("gate", help="run the release checks on a bundle",
-                       description="Run the release gate on a bundle, print the report and store it in the bundle "
-                                   "(sections.gate). Exit code 0 when it passes, 1 when it fails, 2 on bad input.")
+                       description="Run the release gate on a bundle, print the report and record the run in the "
+                                   "bundle (sections.gate.history). A pass replaces an earlier failure only with the "
+                                   "same settings for the failed checks, or with --override-reason. Exit code 0 when "
+                                   "the bundle's verdict passes, 1 when it fails, 2 on bad input.")
     p.add_argument("--bundle", required=True, help="bundle directory")
     p.add_argument("--out", help="write the gated bundle here (default: update --bundle in place)")
     p.add_argument("--card", help="also write the model card (Markdown and HTML) into this directory")
@@ -59,6 +69,8 @@ def register(sub: Any) -> None:
     p.add_argument("--max-ece", type=float, help="largest expected calibration error (default 0.1)")
     p.add_argument("--max-slice-gap", type=float, help="largest metric gap across slices (default 0.1)")
     p.add_argument("--skip", action="append", default=[], choices=GATE_CHECKS, help="a check not to run (repeatable)")
+    p.add_argument("--override-reason", help="why this run may replace an earlier failure although it skips a failed "
+                                             "check or changes its settings (recorded as an override)")
     p.set_defaults(func=cmd_gate)
 
     p = sub.add_parser("card", help="write a bundle's model card (Markdown and HTML)")

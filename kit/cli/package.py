@@ -8,10 +8,12 @@ from typing import Any
 
 def _cmd_package(args: argparse.Namespace) -> int:
     from kit.bundle import ModelBundle
-    from kit.package import save
+    from kit.package import gate_line, save
 
-    tag = save(ModelBundle.load(args.bundle), args.name, force=args.force, reason=args.reason)
+    bundle = ModelBundle.load(args.bundle)
+    tag = save(bundle, args.name, force=args.force, reason=args.reason, by="cli")
     print(tag)
+    print(gate_line(bundle))
     return 0
 
 

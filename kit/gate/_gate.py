@@ -64,9 +64,32 @@ def check(bundle: ModelBundle, data: Any = None, config: GateConfig | None = Non
                       created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
 
-def gate(bundle: ModelBundle, data: Any = None, config: GateConfig | None = None) -> tuple[ModelBundle, GateReport]:
-    """:func:`check` and store the report: returns ``(bundle copy with sections["gate"], report)``."""
+def gate(bundle: ModelBundle, data: Any = None, config: GateConfig | None = None, *, reason: str | None = None,
+         by: str = "python") -> tuple[ModelBundle, GateReport]:
+    """:func:`check`, then record the run in a copy of the bundle.
+
+    Every run is kept in ``bundle.gate.history``; the verdict (``bundle.gate``, what packaging
+    relies on) follows the rule of :mod:`kit.gate._history`: a pass replaces an earlier failure
+    only with the same settings for the failed checks, or as an override with ``reason``.
+
+    Args:
+        bundle: The bundle to gate.
+        data: See :func:`check`.
+        config: Thresholds; defaults to ``GateConfig()``.
+        reason: Why a laxer passing run may replace a failed verdict (recorded as an override).
+        by: Who runs it, ``python`` or ``cli`` (recorded; messages use that interface's words).
+
+    Returns:
+        ``(bundle copy with the verdict in sections["gate"], this run's report)``; the report's
+        ``extra["note"]`` says whether it became the verdict.
+    """
+    from kit.gate._history import record
+
     report = check(bundle, data, config)
-    gated = bundle.with_section(report)
-    gated.configs["gate"] = report.config
+    previous = bundle.gate
+    if previous is not None and previous.runtime and previous.runtime != report.runtime:
+        previous = None  # gated on another runtime: that verdict is not about this model
+    verdict = record(previous, report, reason=reason, by=by)
+    gated = bundle.with_section(verdict)
+    gated.configs["gate"] = verdict.config
     return gated, report

@@ -26,8 +26,8 @@ from kit.package._bento import BENTOS_DIR, build
 from kit.package._promotions import PROMOTIONS, history, promote, promoted, promotions_path, rollback
 from kit.package._resolve import ServedRef, models, resolve, served
 from kit.package._server import serve, serve_command, start, stop, wait_ready
-from kit.package._store import GateFailedError, bentoml_home, load, save
+from kit.package._store import GateFailedError, bentoml_home, gate_line, load, save
 
-__all__ = ["BENTOS_DIR", "PROMOTIONS", "GateFailedError", "ServedRef", "bentoml_home", "build", "history", "load",
-           "models", "predict_file", "promote", "promoted", "promotions_path", "resolve", "rollback", "save",
+__all__ = ["BENTOS_DIR", "PROMOTIONS", "GateFailedError", "ServedRef", "bentoml_home", "build", "gate_line", "history",
+           "load", "models", "predict_file", "promote", "promoted", "promotions_path", "resolve", "rollback", "save",
            "serve", "serve_command", "served", "start", "stop", "wait_ready"]

@@ -20,6 +20,7 @@ from kit.errors import ConfigError, KitError, require
 
 if TYPE_CHECKING:
     from kit.bundle import ModelBundle
+    from kit.sections import GateReport
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
 
@@ -47,14 +48,19 @@ def _jsonable(value: Any) -> Any:
     return strip(to_json(value))
 
 
-def save(bundle: ModelBundle, name: str, force: bool = False, *, reason: str | None = None) -> str:
+def save(bundle: ModelBundle, name: str, force: bool = False, *, reason: str | None = None,
+         by: str = "python") -> str:
     """Put a bundle into the BentoML model store.
+
+    The store entry says which gate run it relied on: label ``gate_run`` and metadata
+    ``gate.run`` (with the run's config, result and any override); see :func:`gate_line`.
 
     Args:
         bundle: The model to store.
         name: Store name (lowercase letters, digits, ``-``, ``_``, ``.``).
         force: Store it even if its release gate failed (recorded in labels and metadata).
         reason: Why it was forced (recorded).
+        by: ``python`` or ``cli``: the refusal message tells that interface's way to go on.
 
     Returns:
         The tag, ``name:version``.
@@ -70,15 +76,14 @@ def save(bundle: ModelBundle, name: str, force: bool = False, *, reason: str | N
     status = bundle.gate_status
     report = bundle.gate
     if status == "failed" and not force:
-        why = "; ".join(report.failures) if report is not None else "see the gate section"
-        raise GateFailedError(f"the release gate failed for this bundle ({why}); fix it or pass "
-                              "force=True (--force) to package it anyway", field="gate")
+        raise GateFailedError(_refusal(report, by), field="gate")
     forced = status == "failed" and force
     runtime = bundle.runtime_info
     dataset = bundle.lineage.get("data_name") or bundle.lineage.get("dataset") or "unknown"
     labels = {"kit": "bundle", "task": bundle.task, "dataset": str(dataset),
               "runtime": str(runtime.get("name", "torch")), "variant": str(runtime.get("variant", "fp32")),
-              "gate": status, "forced": "true" if forced else "false"}
+              "gate": status, "gate_run": str(report.run) if report is not None else "none",
+              "forced": "true" if forced else "false"}
     quant = bundle.quantization
     metadata = _jsonable({
         "metrics": bundle.metrics, "configs": bundle.configs, "lineage": bundle.lineage,
@@ -92,13 +97,42 @@ def save(bundle: ModelBundle, name: str, force: bool = False, *, reason: str | N
     return str(model.tag)
 
 
+def _refusal(report: GateReport | None, by: str) -> str:
+    """Why packaging refuses, and how to go on, in the words of the user's interface."""
+    from kit.gate._history import how_to_force, how_to_override
+
+    if report is None:
+        return "the release gate failed for this bundle"
+    run = f" (run {report.run})" if report.run else ""
+    text = f"the release gate failed for this bundle{run}: {'; '.join(report.failures)}"
+    pending = report.extra.get("pending")
+    if pending:
+        text += f". A later run {pending.removeprefix('not accepted: ')}; to replace the failure, {how_to_override(by)}"
+    return f"{text}. Fix the model, or package it anyway with {how_to_force(by)}"
+
+
+def gate_line(bundle: ModelBundle) -> str:
+    """One sentence naming the gate run a stored model relies on (what ``kit package`` prints)."""
+    report = bundle.gate
+    if report is None:
+        return "no release gate run: stored unchecked (run kit gate / kit.gate.gate first)"
+    total = len(report.history) or report.run
+    verdict = "passed" if report.passed else "FAILED"
+    override = (f", an override of failed run {report.override.get('replaces_run')}: {report.override.get('reason')}"
+                if report.override else "")
+    return f"relies on gate run {report.run} of {total} ({verdict}, {report.created_at}{override})"
+
+
 def _gate_summary(bundle: ModelBundle) -> dict[str, Any] | None:
-    """The gate's verdict for store metadata: passed, failures, when and on what."""
+    """The gate's verdict for store metadata: the run relied on, its config and result, the history."""
     report = bundle.gate
     if report is None:
         return None
-    return {"passed": report.passed, "failures": report.failures, "created_at": report.created_at,
-            "data": report.data, "checks": {c.name: c.status for c in report.checks}}
+    return {"run": report.run, "passed": report.passed, "failures": report.failures,
+            "created_at": report.created_at, "config": report.config, "override": report.override,
+            "data": report.data, "checks": {c.name: c.status for c in report.checks},
+            "runs": [{k: h.get(k) for k in ("run", "passed", "accepted", "note", "by", "created_at")}
+                     for h in report.history], "statement": gate_line(bundle)}
 
 
 def _user() -> str:

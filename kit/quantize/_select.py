@@ -139,6 +139,8 @@ def attach(bundle: ModelBundle, variant: str | Selection, *, report: QuantReport
         settings=dict(report.settings) if report is not None else {},
         export=dict(report.export) if report is not None else {}, config=config.to_dict())
     clone = clone.with_section(section)
+    clone.sections.pop("gate", None)  # a gate verdict measured another runtime: this model is not gated yet
+    clone.configs.pop("gate", None)
     clone.configs["quantize"] = config.to_dict()
     clone.runtime.run(np.ascontiguousarray(clone.transform(clone.example(2))))  # fails now, not in serving
     return clone

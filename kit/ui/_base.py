@@ -10,6 +10,7 @@ readers without a widget frontend, :meth:`Panel.show_static` displays plain HTML
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 import threading
@@ -88,6 +89,17 @@ def png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def with_fallback(bundle: Any, static: str) -> Any:
+    """A widget's display data plus a ``text/html`` fallback, what a reader without a widget renderer shows.
+
+    JupyterLab renders the widget; an HTML report (nbconvert) or a viewer offline shows the HTML.
+    """
+    if isinstance(bundle, tuple):
+        data, metadata = bundle
+        return {**data, "text/html": static}, metadata
+    return {**(bundle or {}), "text/html": static}
+
+
 def error_text(exc: BaseException) -> str:
     """One readable line for an error: a KitError's message, else the exception's type and text."""
     if isinstance(exc, KitError):
@@ -143,7 +155,7 @@ class Panel:
                                           disabled=True)
         self.button.on_click(lambda _b: self.start())
         self.stop_button.on_click(lambda _b: self.stop())
-        self.plot = widgets.Image(format="png", layout={"max_width": "640px"})
+        self.plot = widgets.Image(format="png", layout={"max_width": "640px", "display": "none"})
         self.table = widgets.HTML(value="")
         self.widget = widgets.VBox([*self.controls(), widgets.HBox([self.button, self.stop_button]),
                                     self.status, self.table, self.plot])
@@ -231,26 +243,37 @@ class Panel:
 
     # -- display -------------------------------------------------------------------------------
     def refresh_plot(self) -> None:
-        """Redraw the plot widget from the current state."""
+        """Redraw the plot widget from the current state (hidden while there is nothing to draw)."""
         fig = self.make_figure()
         if fig is not None:
             self.plot.value = png(fig)
+            self.plot.layout.display = None
+        else:
+            self.plot.layout.display = "none"
+
+    def images(self) -> list[bytes]:
+        """The panel's plots as PNG bytes, for the static view."""
+        return [bytes(self.plot.value)] if self.plot.value else []
+
+    def static_html(self) -> str:
+        """The panel as it looks now, in plain HTML with the plots inlined (no widget renderer needed)."""
+        pictures = "".join(f"<img alt='{html.escape(self.title)} plot' style='max-width:640px' "
+                           f"src='data:image/png;base64,{base64.b64encode(p).decode()}'/>" for p in self.images())
+        return (f"<div class='kit-static'><h4>{html.escape(self.title)}</h4>{self.status.value}"
+                f"{self.summary_html()}{pictures}</div>")
 
     def show_static(self) -> None:
         """Display the outcome as plain HTML and PNG (what papermill reports and nbconvert keep)."""
-        from IPython.display import HTML, Image, display
+        from IPython.display import HTML, display
 
-        display(HTML(f"<h4>{html.escape(self.title)}</h4>{self.status.value}{self.summary_html()}"))
-        fig = self.make_figure()
-        if fig is not None:
-            display(Image(png(fig)))
+        display(HTML(self.static_html()))
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        return with_fallback(self.widget._repr_mimebundle_(**kwargs), self.static_html())
 
     def _finished(self, result: Any, seconds: float) -> None:
         self._safe_render()  # before "done": a status that says done means everything is shown
-        self._say(f"done in {seconds:.1f} s" + ("" if not self.job.cancel.is_set() else " (stopped)"))
+        self._say(f"done in {seconds:.1f} s" + ("" if not self.job.cancel.is_set() else " (stopped by you)"))
 
     def _safe_render(self) -> None:
         try:

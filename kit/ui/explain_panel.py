@@ -106,11 +106,6 @@ class ExplainPanel(Panel):
         if fig is not None:
             self.row_plot.value = png(fig)
 
-    def show_static(self) -> None:
-        """Global plot, then the first row's waterfall."""
-        from IPython.display import Image, display
-
-        super().show_static()
-        fig = self.row_figure()
-        if fig is not None:
-            display(Image(png(fig)))
+    def images(self) -> list[bytes]:
+        """Global plot, then the picked row's waterfall."""
+        return super().images() + ([bytes(self.row_plot.value)] if self.row_plot.value else [])

@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 
 Listener = Callable[[str], None]
 
+CHANGES = {"train": "the model was retrained", "tune": "the tuned model was adopted",
+           "quantize": "the runtime variant changed", "explain": "an explanation was attached to the model",
+           "gate": "a gate run was recorded in the model", "bundle": "another model was loaded"}
+"""Why a new current model makes the stored one stale, by session event."""
+
 
 @dataclass
 class Session:
@@ -49,7 +54,11 @@ class Session:
         artifacts: Other files a step wrote (name -> path).
         outputs: Each step's JSON-able summary (step -> dict), merged into ``results.json``.
         objects: Each step's rich result (tuning result, explanation, quantization report ...).
-        tags: Names a step registered elsewhere (e.g. the model store tag).
+        tags: Names a step registered elsewhere (e.g. the model store tag); a new model clears them.
+        version: Counts every change of the current model (or of the data under it); a stored
+            tag or a running server belongs to one version.
+        stale: Why the last stored model is no longer the current one (empty when it is).
+        data_error: Why the last data load failed (empty after a good load).
     """
 
     data_config: DataConfig = field(default_factory=DataConfig)
@@ -69,6 +78,9 @@ class Session:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     objects: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    version: int = 0
+    stale: str = ""
+    data_error: str = ""
     _listeners: list[Listener] = field(default_factory=list, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
@@ -99,15 +111,32 @@ class Session:
 
         Returns:
             The dataset.
+
+        A failed load leaves no dataset behind (the panels must not show the previous data as if
+        it were the new file's); a loaded dataset other than the current model's data drops that
+        model, and with it any stored tag.
+
+        Raises:
+            DataError: What :func:`kit.load` raises (also kept in :attr:`data_error`).
         """
         from kit.data import load
 
         config = config or self.data_config
-        dataset = load(config)
-        splits = dataset.split(config.valid_size, config.test_size, config.seed)
+        try:
+            dataset = load(config)
+            splits = dataset.split(config.valid_size, config.test_size, config.seed)
+        except Exception as exc:
+            with self._lock:
+                self.dataset, self.splits, self.data_error = None, None, str(getattr(exc, "message", exc))
+            self.notify("data")
+            raise
         with self._lock:
-            self.data_config, self.dataset, self.splits = config, dataset, splits
+            same = self.bundle is not None and _same_data(self.bundle, dataset.data_hash, config)
+            self.data_config, self.dataset, self.splits, self.data_error = config, dataset, splits, ""
             self.result = None
+            if not same and self.bundle is not None:
+                self.bundle, self.bundle_path = None, None
+                self._invalidate(f"the data changed to {dataset.name}")
         self.notify("data")
         return dataset
 
@@ -132,17 +161,43 @@ class Session:
         self.set_bundle(result.bundle, "train")
 
     def set_bundle(self, bundle: ModelBundle, what: str = "bundle", save: bool = True) -> Path | None:
-        """Make ``bundle`` current and (by default) save it under ``output_dir/bundles/<what>``."""
+        """Make ``bundle`` current and (by default) save it under ``output_dir/bundles/<what>``.
+
+        A new current model invalidates the stored tag and bento (they hold the previous one), so
+        the Package step stores this one before it serves; :attr:`stale` says why.
+        """
         path = None
         if save:
             path = bundle.save(self.output_dir / "bundles" / what)
         with self._lock:
+            if bundle is not self.bundle:
+                self._invalidate(CHANGES.get(what, f"the model changed ({what})"))
             self.bundle = bundle
             if path is not None:
                 self.bundle_path = path
                 self.artifacts[f"bundle_{what}"] = str(path)
+            if self.result is not None and what != "train" and self.result.bundle.history != bundle.history:
+                self.result = None  # another training run: its curves must not show beside this model
         self.notify(what)
         return path
+
+    def _invalidate(self, why: str) -> None:
+        """A new model version: forget the stored tag and bento, and say why (the lock is held)."""
+        self.version += 1
+        stored = self.tags.pop("model", None)
+        self.tags.pop("bento", None)
+        self.outputs.pop("package", None)  # what was stored and checked was the previous model
+        if stored is not None:
+            self.stale = f"{why} after {stored} was stored: that tag (and any server started from it) " \
+                         "holds the previous model; Save to store the current one"
+
+    def store(self, tag: str, bento: str | None = None) -> None:
+        """Record the tag (and bento) that hold the current model version."""
+        with self._lock:
+            self.tags["model"] = tag
+            if bento is not None:
+                self.tags["bento"] = bento
+            self.stale = ""
 
     def load_bundle(self, path: str | Path) -> ModelBundle:
         """Continue from a saved bundle (e.g. the previous notebook's); its data config is reloaded."""
@@ -153,9 +208,10 @@ class Session:
         train = bundle.configs.get("train")
         with self._lock:
             self.data_config, self.dataset, self.splits = loaded.config, loaded.dataset, loaded.splits
-            self.result = None
+            self.result, self.data_error = None, ""
             if train:
                 self.train_config = TrainConfig.from_dict(train)
+            self._invalidate(CHANGES["bundle"])
             self.bundle, self.bundle_path = bundle, Path(path)
         self.notify("data")
         self.notify("bundle")
@@ -179,3 +235,11 @@ class Session:
     def write_results(self, notebook: str = "00_quickstart", **extra: Any) -> Path:
         """Write :meth:`results` to ``output_dir/results.json`` and return its path."""
         return write_results(self.output_dir, self.results(notebook, **extra))
+
+
+def _same_data(bundle: ModelBundle, data_hash: str, config: DataConfig) -> bool:
+    """Whether ``bundle`` was trained on this very table, split the same way."""
+    recorded = bundle.configs.get("data", {})
+    split = ("valid_size", "test_size", "seed")
+    return bundle.lineage.get("data_hash") == data_hash and all(
+        recorded.get(k) == getattr(config, k) for k in split)

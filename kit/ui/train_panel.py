@@ -1,7 +1,17 @@
-"""Train panel: hyperparameters, Train / Stop, a progress bar and a live loss and metric plot."""
+"""Train panel: every TrainConfig field, Train / Stop, a progress bar and a live loss and metric plot.
+
+The controls hold ``session.train_config`` exactly (text boxes, no slider that rounds a value), so
+after Tune's "Use best parameters" they show the tuned config digit for digit, and the panel prints
+the ``kit train`` command that trains the same. What the table and plot show is always one run:
+the current model's (its config, history and stop reason come from the bundle itself), or the run
+in progress.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import html
+import shlex
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -9,15 +19,26 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from kit.config import TrainConfig
+from kit.config._data import ACTIVATIONS, NORMS, SCHEDULERS
 from kit.errors import ConfigError
 from kit.train import Callback, EpochState
-from kit.ui._base import LAYOUT, STYLE, Panel, metrics_html
+from kit.ui._base import LAYOUT, STYLE, Panel, metrics_html, table_html
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from kit.bundle import ModelBundle
     from kit.train import TrainResult
 
+STOPPED = {"completed": "ran every epoch", "early_stopping": "stopped early (no validation improvement)",
+           "callback": "stopped by you (Stop button)"}
+"""How a run ended, in words (``TrainResult.stopped`` values)."""
+
+CLI_FLAGS = {"epochs": "--epochs", "patience": "--patience", "lr": "--lr", "weight_decay": "--weight-decay",
+             "dropout": "--dropout", "batch_size": "--batch-size", "hidden": "--hidden", "activation": "--activation",
+             "norm": "--norm", "scheduler": "--scheduler", "warmup_epochs": "--warmup-epochs",
+             "monitor": "--monitor", "seed": "--seed", "device": "--device"}
+"""TrainConfig field -> ``kit train`` option."""
 
 
 class _LiveCallback(Callback):
@@ -51,8 +72,33 @@ class _LiveCallback(Callback):
         return self.cancel.is_set()
 
 
+def cli_command(config: TrainConfig, data: Any = None) -> str:
+    """The ``kit train`` command line that trains exactly ``config`` (on ``data``, a DataConfig).
+
+    Only fields that differ from TrainConfig's defaults are written; floats use ``repr`` so they
+    round-trip exactly.
+    """
+    default = TrainConfig()
+    parts = ["kit", "train"]
+    if data is not None:
+        base = type(data)()
+        for name, flag in (("source", "--data"), ("target", "--target"), ("task", "--task"),
+                           ("valid_size", "--valid-size"), ("test_size", "--test-size"), ("seed", "--split-seed"),
+                           ("unknown_category", "--unknown-category")):
+            value = getattr(data, name)
+            if value is not None and (name == "source" or value != getattr(base, name)):
+                parts += [flag, str(value)]
+    for name, flag in CLI_FLAGS.items():
+        value = getattr(config, name)
+        if value != getattr(default, name):
+            parts += [flag, ",".join(map(str, value)) if name == "hidden" else repr(value) if isinstance(
+                value, float) else str(value)]
+    parts += ["--out", "runs/train"]
+    return shlex.join(parts)
+
+
 class TrainPanel(Panel):
-    """Train an MLP on the session's data with live curves; Stop keeps the best weights so far."""
+    """Train a network on the session's data with live curves; Stop keeps the best weights so far."""
 
     title = "Train"
     step = "train"
@@ -62,41 +108,67 @@ class TrainPanel(Panel):
         self.live: list[EpochState] = []
         self.training = False
         super().__init__(session)
+        self.widget.children = (*self.widget.children[:-2], self.command, *self.widget.children[-2:])
 
     def controls(self) -> list[Any]:
-        """Hyperparameter controls, initialised from ``session.train_config``."""
-        self.epochs = widgets.BoundedIntText(min=1, max=100_000, description="max epochs", style=STYLE,
-                                             layout=LAYOUT)
-        self.patience = widgets.BoundedIntText(min=0, max=10_000, description="patience", style=STYLE,
-                                               layout=LAYOUT)
-        self.lr = widgets.FloatLogSlider(base=10, min=-5, max=-0.5, step=0.1, readout_format=".1e",
-                                         description="learning rate", style=STYLE, layout=LAYOUT)
+        """One control per TrainConfig field that a user sets, initialised from ``session.train_config``."""
+        def number(cls: Any, description: str, **kw: Any) -> Any:
+            return cls(description=description, style=STYLE, layout=LAYOUT, **kw)
+
+        self.epochs = number(widgets.BoundedIntText, "max epochs", min=1, max=1_000_000)
+        self.patience = number(widgets.BoundedIntText, "patience (0 = off)", min=0, max=1_000_000)
+        self.lr = number(widgets.BoundedFloatText, "learning rate", min=1e-12, max=10.0)
+        self.weight_decay = number(widgets.BoundedFloatText, "weight decay", min=0.0, max=10.0)
         self.hidden = widgets.Text(description="hidden widths", placeholder="128,64", style=STYLE, layout=LAYOUT)
-        self.dropout = widgets.FloatSlider(min=0.0, max=0.9, step=0.05, description="dropout", style=STYLE,
-                                           layout=LAYOUT)
-        self.batch_size = widgets.Dropdown(options=[16, 32, 64, 128, 256, 512], description="batch size",
-                                           style=STYLE, layout=LAYOUT)
-        self.seed = widgets.IntText(description="seed", style=STYLE, layout=LAYOUT)
+        self.dropout = number(widgets.BoundedFloatText, "dropout", min=0.0, max=0.999)
+        self.batch_size = number(widgets.BoundedIntText, "batch size", min=1, max=1_000_000)
+        self.activation = widgets.Dropdown(options=ACTIVATIONS, description="activation", style=STYLE, layout=LAYOUT)
+        self.norm = widgets.Dropdown(options=NORMS, description="normalization", style=STYLE, layout=LAYOUT)
+        self.scheduler = widgets.Dropdown(options=SCHEDULERS, description="lr schedule", style=STYLE, layout=LAYOUT)
+        self.warmup_epochs = number(widgets.BoundedIntText, "warm-up epochs", min=0, max=1_000_000)
+        self.monitor = widgets.Dropdown(options=["auto"], description="early-stop metric", style=STYLE, layout=LAYOUT)
+        self.seed = number(widgets.IntText, "seed")
+        self.device = widgets.Dropdown(options=["auto", "cpu", "cuda"], description="device", style=STYLE,
+                                       layout=LAYOUT)
+        self.fixed = widgets.HTML()
+        self.command = widgets.HTML()
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="epoch 0", style=STYLE,
                                             layout=LAYOUT)
         self.sync_controls()
-        return [self.epochs, self.patience, self.lr, self.hidden, self.dropout, self.batch_size, self.seed,
-                self.progress]
+        for control in self.fields().values():
+            control.observe(lambda _c: self._show_command(), names="value")
+        left = [self.epochs, self.patience, self.lr, self.weight_decay, self.scheduler, self.warmup_epochs,
+                self.monitor]
+        right = [self.hidden, self.dropout, self.activation, self.norm, self.batch_size, self.seed, self.device]
+        return [widgets.HBox([widgets.VBox(left), widgets.VBox(right)]), self.fixed, self.progress]
+
+    def fields(self) -> dict[str, Any]:
+        """TrainConfig field -> its control."""
+        return {"epochs": self.epochs, "patience": self.patience, "lr": self.lr, "weight_decay": self.weight_decay,
+                "hidden": self.hidden, "dropout": self.dropout, "batch_size": self.batch_size,
+                "activation": self.activation, "norm": self.norm, "scheduler": self.scheduler,
+                "warmup_epochs": self.warmup_epochs, "monitor": self.monitor, "seed": self.seed,
+                "device": self.device}
 
     def sync_controls(self) -> None:
-        """Show ``session.train_config`` in the controls (after "use best parameters", a bundle ...)."""
+        """Show ``session.train_config`` in the controls, exactly (after "use best parameters", a bundle ...)."""
+        from kit.metrics import HIGHER_IS_BETTER
+
         cfg = self.session.train_config
-        self.epochs.value = cfg.epochs
-        self.patience.value = cfg.patience
-        self.lr.value = cfg.lr
-        self.hidden.value = ",".join(str(h) for h in cfg.hidden)
-        self.dropout.value = cfg.dropout
-        if cfg.batch_size not in self.batch_size.options:
-            self.batch_size.options = sorted({*self.batch_size.options, cfg.batch_size})
-        self.batch_size.value = cfg.batch_size
+        self.monitor.options = list(dict.fromkeys(["auto", *HIGHER_IS_BETTER, cfg.monitor]))
+        if cfg.device not in self.device.options:
+            self.device.options = [*self.device.options, cfg.device]
+        for name, control in self.fields().items():
+            value = getattr(cfg, name)
+            control.value = ",".join(str(h) for h in value) if name == "hidden" else value
+        others = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in self.fields()}
+        self.fixed.value = ("<small>also in this config (set in code or by the network picker): "
+                            + ", ".join(f"<code>{k}={html.escape(repr(v))}</code>" for k, v in others.items())
+                            + "</small>")
+        self._show_command()
 
     def config(self) -> TrainConfig:
-        """The TrainConfig the controls describe (validated).
+        """The TrainConfig the controls describe (validated); fields without a control keep the session's.
 
         Raises:
             ConfigError: On a malformed hidden-widths text or an invalid value.
@@ -106,10 +178,16 @@ class TrainPanel(Panel):
         except ValueError:
             raise ConfigError(f"hidden widths must be integers separated by commas, but got "
                               f"{self.hidden.value!r}", field="hidden") from None
-        return self.session.train_config.replace(
-            epochs=int(self.epochs.value), patience=int(self.patience.value), lr=float(self.lr.value),
-            hidden=hidden, dropout=round(float(self.dropout.value), 4), batch_size=int(self.batch_size.value),
-            seed=int(self.seed.value))
+        values = {name: control.value for name, control in self.fields().items()}
+        return self.session.train_config.replace(**{**values, "hidden": hidden})
+
+    def _show_command(self) -> None:
+        try:
+            command = cli_command(self.config(), self.session.data_config)
+        except ConfigError as exc:
+            self.command.value = f"<small style='color:#b00020'>{html.escape(exc.message)}</small>"
+            return
+        self.command.value = f"<small>the same from a terminal: <code>{html.escape(command)}</code></small>"
 
     def work(self, cancel: threading.Event) -> TrainResult:
         """Train with the panel's config on the session's data and store the result."""
@@ -131,36 +209,37 @@ class TrainPanel(Panel):
         return result
 
     def depends_on(self) -> tuple[str, ...]:
-        """Re-render on a new result or new hyperparameters."""
-        return ("train", "train_config", "bundle")
+        """Re-render whenever the current model changes."""
+        return ("train", "train_config", "bundle", "tune", "quantize", "explain", "gate", "data")
 
     def _changed(self, what: str) -> None:
-        if what == "train_config" and not self.job.running:
+        if what in ("train_config", "data") and not self.job.running:
             self.sync_controls()
         super()._changed(what)
 
     def render(self) -> None:
-        """Show the metrics table of the current bundle."""
-        result, bundle = self.session.result, self.session.bundle
+        """The current model's run: where it comes from, how it ended, its config and metrics."""
+        bundle = self.session.bundle
         if bundle is None:
+            self.table.value = ""
             return
-        head = ""
-        if result is not None:
-            head = (f"<p>best epoch {result.best_epoch} of {len(result.history)} ({result.stopped}); "
-                    f"primary metric <b>{bundle.primary_metric}</b> = "
-                    f"{bundle.metrics.get('test', {}).get(bundle.primary_metric, float('nan')):.4f} (test)</p>")
-        self.table.value = head + metrics_html(bundle.metrics)
+        self.table.value = run_html(bundle, self.config_or_none())
+
+    def config_or_none(self) -> TrainConfig | None:
+        """The controls' config, or ``None`` while they hold an invalid value."""
+        try:
+            return self.config()
+        except ConfigError:
+            return None
 
     def history(self) -> list[dict[str, float]]:
-        """Per-epoch rows to plot: the live run while training, else the current bundle's history."""
+        """Per-epoch rows to plot: the live run while training, else the current model's own history."""
         if self.training:
             return [s.as_dict() for s in self.live]
-        if self.session.result is not None:
-            return self.session.result.history
         return self.session.bundle.history if self.session.bundle is not None else []
 
     def draw(self, fig: Figure) -> bool:
-        """Train and valid loss (left) and the monitored metric (right) per epoch."""
+        """Train and valid loss (left) and the monitored metric (right) per epoch, of one run."""
         rows = self.history()
         if not rows:
             return False
@@ -176,4 +255,33 @@ class TrainPanel(Panel):
             ax2.plot(epochs, [r[name] for r in rows], color="#c44e52")
             ax2.set_title(f"valid {name}")
             ax2.set_xlabel("epoch")
+        for ax in (ax1, ax2):
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        fig.suptitle("current run" if self.training else "the current model's training run", fontsize=9)
         return True
+
+
+def run_html(bundle: ModelBundle, controls: TrainConfig | None) -> str:
+    """Where the current model comes from, how its run ended, its config (and how the controls differ)."""
+    lineage, trained = bundle.lineage, bundle.configs.get("train", {})
+    origin = "trained in the Train step"
+    if lineage.get("trial_number") is not None:
+        origin = (f"retrained from trial {lineage['trial_number']} of study "
+                  f"<code>{html.escape(str(lineage.get('study_name')))}</code> (Tune → Use best parameters)")
+    stopped = STOPPED.get(str(lineage.get("stopped")), str(lineage.get("stopped", "")))
+    metric = bundle.primary_metric
+    value = bundle.metrics.get("test", {}).get(metric)
+    head = (f"<p>current model: {origin}; best epoch {lineage.get('best_epoch')} of {lineage.get('epochs_run')} "
+            f"run, {stopped}; <b>{metric}</b> = {value:.4f} (test)</p>" if value is not None else "")
+    rows = [{"setting": k, "value": ",".join(map(str, v)) if isinstance(v, list) else v} for k, v in trained.items()
+            if k != "extra" or v]
+    diff = ""
+    if controls is not None and trained:
+        changed = [k for k, v in controls.to_dict().items() if trained.get(k) != v]
+        if changed:
+            diff = ("<p style='color:#8a6d00'>the controls differ from this model's config in "
+                    + ", ".join(f"<code>{k}</code>" for k in changed) + ": press Train to train them</p>")
+    return (head + diff + "<div style='display:flex;gap:24px'><div>" + metrics_html(bundle.metrics)
+            + "</div><div style='max-height:260px;overflow:auto'>" + table_html(rows, 40) + "</div></div>")

@@ -53,10 +53,14 @@ class TunePanel(Panel):
         self.trial_epochs = widgets.BoundedIntText(value=config.base(self.session.train_config).epochs, min=1,
                                                    max=100_000,
                                                    description="epochs per trial", style=STYLE, layout=LAYOUT)
-        self.use_best = widgets.Button(description="Use best parameters", icon="check", disabled=True)
+        self.use_best = widgets.Button(description="Use best parameters", icon="check", disabled=True,
+                                       layout={"width": "auto"})
         self.use_best.on_click(lambda _b: self.adopt())
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="trials 0", style=STYLE,
+                                            layout=LAYOUT)
+        self.stopped_by_user = False
         return [self.n_trials, self.timeout, self.pruner, self.storage, self.study_name, self.trial_epochs,
-                self.use_best]
+                self.use_best, self.progress]
 
     def work(self, cancel: threading.Event) -> TuneResult:
         """Run the study trial by trial until the target, the timeout or Stop; retrain the best."""
@@ -75,10 +79,12 @@ class TunePanel(Panel):
                                    "run_dir": str(self.session.output_dir / "tune")}
         target = int(self.n_trials.value)
         deadline = time.monotonic() + float(self.timeout.value) if self.timeout.value else math.inf
-        self.trials, self.result = [], None
+        self.trials, self.result, self.stopped_by_user = [], None, False
+        self.progress.max, self.progress.value, self.progress.description = target, 0, "trials 0"
         finished = 0
         for k in range(1, target + 1):
             if cancel.is_set() or time.monotonic() >= deadline:
+                self.stopped_by_user = cancel.is_set()
                 break
             try:
                 # seed + k: every call builds a fresh sampler, so each step gets its own seed.
@@ -88,12 +94,15 @@ class TunePanel(Panel):
                     raise
                 continue  # no trial completed yet (all pruned or failed): keep going
             finally:
+                self.progress.value, self.progress.description = k, f"trials {k}"
                 self._say(f"trial {k} of {target} finished")
             self._update(res)
             finished = k
         if finished == 0:
-            raise KitError("tuning stopped before any trial completed", field="n_trials")
-        self._say(f"retraining the best of {len(self.trials)} trials ...")
+            why = "you stopped it" if cancel.is_set() else "no trial completed"
+            raise KitError(f"tuning ended before any trial completed ({why})", field="n_trials")
+        self._say(f"retraining the best of {len(self.trials)} trials"
+                  + (" (stopped by you)" if self.stopped_by_user else "") + " ...")
         result = tune(data_config, n_trials=finished, seed=finished, retrain=True, **options)
         self._update(result)
         self.session.record("tune", result.summary().to_dict(), result)
@@ -112,19 +121,24 @@ class TunePanel(Panel):
         self._safe_render()
 
     def adopt(self) -> None:
-        """Make the best trial's config the session's TrainConfig and its retrained bundle current."""
+        """Make the best trial's config the session's TrainConfig (exactly) and its retrained bundle current."""
         if self.result is None:
             return
-        self.session.train_config = self.result.best_config
+        previous, best = self.session.train_config, self.result.best_config
+        self.session.train_config = best
         if self.result.bundle is not None:
             self.session.set_bundle(self.result.bundle, "tune")
         self.session.notify("train_config")
-        self._say(f"using trial {self.result.best_trial}'s parameters ({self.result.metric} "
-                  f"{self.result.best_value:.4f}) in Train")
+        changed = [f"{k} {v!r} -> {best.to_dict()[k]!r}" for k, v in previous.to_dict().items()
+                   if best.to_dict()[k] != v]
+        self._say(f"Train now holds trial {self.result.best_trial}'s config exactly ({self.result.metric} "
+                  f"{self.result.best_value:.4f}); changed: {'; '.join(changed) or 'nothing'}")
 
     def _finished(self, result: Any, seconds: float) -> None:
         super()._finished(result, seconds)
         self.use_best.disabled = self.result is None or self.result.bundle is None
+        if self.stopped_by_user and self.result is not None:
+            self._say(f"stopped by you after {len(self.trials)} trials; the best was retrained in {seconds:.1f} s")
 
     def render(self) -> None:
         """The trial table (best first line) and the best parameters."""
@@ -132,7 +146,12 @@ class TunePanel(Panel):
         if res is None:
             return
         head = (f"<p>study <code>{res.study.study_name}</code> on <code>{res.storage}</code>: "
-                f"{res.counts()}; best trial {res.best_trial}, {res.metric} = {res.best_value:.4f}</p>")
+                f"{res.counts()}; best trial {res.best_trial}, valid {res.metric} = {res.best_value:.4f}</p>")
+        if res.bundle is not None:
+            metric = res.bundle.primary_metric
+            test = res.bundle.metrics.get("test", {}).get(metric)
+            head += (f"<p>the best config retrained: <b>test {metric} {test:.4f}</b>; press <i>Use best "
+                     "parameters</i> to make it the current model and Train's config</p>" if test is not None else "")
         self.table.value = head + "<div style='max-height:240px;overflow:auto'>" + table_html(self.trials, 200) \
             + "</div>"
 
@@ -149,6 +168,9 @@ class TunePanel(Panel):
         best = [better(ys[: i + 1]) for i in range(len(ys))]
         ax.scatter(xs, ys, label="trial", alpha=0.7)
         ax.step(xs, best, where="post", color="#c44e52", label="best so far")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("trial")
         ax.set_ylabel(f"valid {res.metric}")
         ax.legend()

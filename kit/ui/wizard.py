@@ -11,7 +11,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from kit.config import DataConfig, TrainConfig
-from kit.ui._base import Panel, error_text
+from kit.ui._base import Panel, error_text, with_fallback
 from kit.ui.session import Session
 
 STEPS: dict[str, tuple[str, str]] = {
@@ -20,6 +20,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "tune": ("kit.ui.tune_panel", "TunePanel"),
     "explain": ("kit.ui.explain_panel", "ExplainPanel"),
     "quantize": ("kit.ui.quantize_panel", "QuantizePanel"),
+    "gate": ("kit.ui.gate_panel", "GatePanel"),
     "package": ("kit.ui.package_panel", "PackagePanel"),
 }
 """Step name -> (module, class) of its panel, in wizard order."""
@@ -39,7 +40,11 @@ def panel_class(step: str) -> type[Panel] | None:
 
 
 class Wizard:
-    """All step panels as tabs over one session: data -> train -> tune -> explain -> quantize -> package.
+    """All step panels as tabs over one session: data -> train -> tune -> explain -> quantize -> gate -> package.
+
+    Displayed, the wizard is the live widget in JupyterLab and, for every other reader (an HTML
+    report, a viewer without a kernel, offline), a static HTML copy of every panel with its plots
+    inlined; :meth:`run_all` refreshes that copy after each step, so a report shows the final state.
 
     Args:
         session: The shared state; built from the other arguments when omitted.
@@ -91,17 +96,41 @@ class Wizard:
         return self.panels[step]
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        return with_fallback(self.widget._repr_mimebundle_(**kwargs), self.static_html())
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        self._display = display(self._repr_mimebundle_(), raw=True, display_id=True)
+
+    def static_html(self) -> str:
+        """Every panel as it looks now, one after the other, in plain HTML with inlined plots."""
+        body = "".join(p.static_html() for p in self.panels.values())
+        return (f"<div class='kit-wizard-static'><h3>kit wizard</h3><p>{self.header.value}</p>{body}</div>")
+
+    def refresh_display(self) -> None:
+        """Update the displayed wizard's static copy (what reports show) to the current state."""
+        handle = getattr(self, "_display", None)
+        if handle is not None:
+            handle.update(self._repr_mimebundle_(), raw=True)
 
     def _header(self) -> None:
         s = self.session
-        parts = [f"data: <b>{html.escape(s.dataset.name if s.dataset else s.data_config.source)}</b>"]
+        if s.data_error:
+            parts = [f"data: <span style='color:#b00020'>not loaded ({html.escape(s.data_error[:120])})</span>"]
+        else:
+            parts = [f"data: <b>{html.escape(s.dataset.name if s.dataset else s.data_config.source)}</b>"]
         if s.bundle is not None:
             metric = s.bundle.primary_metric
             value = s.bundle.metrics.get("test", {}).get(metric)
             parts.append(f"model: {metric} {value:.4f} (test)" if value is not None else "model: trained")
             parts.append(f"runtime: {s.bundle.runtime_info.get('name')}/{s.bundle.runtime_info.get('variant')}")
+            gate = s.bundle.gate
+            parts.append("gate: not run" if gate is None else
+                         f"gate: {'passed' if gate.passed else 'FAILED'} (run {gate.run})")
         parts += [f"{k}: <code>{html.escape(v)}</code>" for k, v in s.tags.items()]
+        if s.stale:
+            parts.append(f"<span style='color:#8a6d00'>{html.escape(s.stale)}</span>")
         self.header.value = " &middot; ".join(parts)
 
     def select(self, step: str) -> None:
@@ -129,9 +158,11 @@ class Wizard:
                 out[step] = panel.run()
             except Exception as exc:
                 self.header.value = f"<span style='color:#b00020'>{step} failed: {html.escape(error_text(exc))}</span>"
+                self.refresh_display()
                 raise
             if static:
                 panel.show_static()
+            self.refresh_display()
         return out
 
     def write_results(self, notebook: str = "00_quickstart", **extra: Any) -> Path:
