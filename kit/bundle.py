@@ -104,7 +104,8 @@ class ModelBundle:
     def schema(self) -> dict[str, Any]:
         """The input/output contract: features with kinds and categories, task, labels."""
         return {"features": self.preprocessor.schema(), "target": self.target, "task": self.task,
-                "labels": self.label_names, "unknown_category": self.preprocessor.unknown_category}
+                "labels": self.label_names, "unknown_category": self.preprocessor.unknown_category,
+                "constant": self.preprocessor.constant_}
 
     def example(self, n: int = 1) -> list[dict[str, Any]]:
         """``n`` valid example records (training medians and modes)."""

@@ -166,6 +166,10 @@ def _data(b: ModelBundle) -> list[Block]:
                "median or categories": f.get("median") if f["kind"] == "numeric" else f.get("categories")}
               for f in b.preprocessor.schema()]
     more = [Block("p", f"Schema: first {MAX_SCHEMA} of {len(schema)} features.")] if len(schema) > MAX_SCHEMA else []
+    constant = b.preprocessor.constant_
+    if constant:
+        more.append(Block("p", "Left out of the features (a single value in the training rows; requests need not "
+                               "send them): " + ", ".join(f"{k} = {_fmt(v)}" for k, v in constant.items()) + "."))
     return [_pairs(rows), *more, _records(schema, limit=MAX_SCHEMA)]
 
 

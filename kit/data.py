@@ -5,6 +5,7 @@ Nothing is downloaded: the built-ins ship inside scikit-learn.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,10 @@ import pandas as pd
 
 from kit.config import TASKS, DataConfig
 from kit.errors import DataError
+from kit.summary import DataSummary
+from kit.summary import py_value as _py
+
+__all__ = ["BUILTINS", "DataLike", "DataSummary", "Dataset", "Part", "Splits", "detect_task", "load", "resolve"]
 
 BUILTINS: dict[str, str] = {
     "breast_cancer": "binary",
@@ -26,11 +31,6 @@ BUILTINS: dict[str, str] = {
 """Built-in dataset names and their tasks."""
 
 MAX_CLASSES = 50
-
-
-def _py(value: Any) -> Any:
-    """Turn numpy scalars into plain Python values (JSON-able)."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 @dataclass(frozen=True)
@@ -158,56 +158,10 @@ class Dataset:
         return Splits(part(train), part(valid), part(test), seed)
 
     def summary(self) -> DataSummary:
-        """What a user looks at first: rows, columns, dtypes, missing counts, class balance."""
-        cols = []
-        for name in self.frame.columns:
-            s = self.frame[name]
-            numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
-            cols.append({
-                "column": name,
-                "role": "target" if name == self.target else "feature",
-                "dtype": str(s.dtype),
-                "kind": "numeric" if numeric else "categorical",
-                "missing": int(s.isna().sum()),
-                "unique": int(s.nunique()),
-                "mean": float(s.mean()) if numeric else None,
-                "min": _py(s.min()) if numeric else None,
-                "max": _py(s.max()) if numeric else None,
-            })
-        balance = None
-        if self.task != "regression":
-            balance = self.frame[self.target].value_counts().rename("rows").to_frame()
-            balance["share"] = balance["rows"] / balance["rows"].sum()
-        return DataSummary(self.name, self.task, self.target, len(self.frame), len(self.feature_names),
-                           pd.DataFrame(cols).set_index("column"), balance)
+        """What a user looks at first: rows, columns, dtypes, missing counts, class balance, constant columns."""
+        from kit.summary import summarize
 
-
-@dataclass(frozen=True)
-class DataSummary:
-    """A printable, notebook-friendly summary of a dataset."""
-
-    name: str
-    task: str
-    target: str
-    rows: int
-    features: int
-    columns: pd.DataFrame
-    class_balance: pd.DataFrame | None
-
-    def __str__(self) -> str:
-        head = (f"{self.name}: {self.rows} rows, {self.features} features, target {self.target!r} "
-                f"({self.task}), {int(self.columns['missing'].sum())} missing values")
-        parts = [head, self.columns.to_string()]
-        if self.class_balance is not None:
-            parts.append(self.class_balance.to_string())
-        return "\n\n".join(parts)
-
-    def _repr_html_(self) -> str:
-        html = f"<p><b>{self.name}</b>: {self.rows} rows, {self.features} features, target " \
-               f"<code>{self.target}</code> ({self.task})</p>" + self.columns.to_html()
-        if self.class_balance is not None:
-            html += self.class_balance.to_html()
-        return html
+        return summarize(self)
 
 
 def _load_builtin(name: str) -> tuple[pd.DataFrame, str, list[Any] | None]:
@@ -249,8 +203,8 @@ def _read_file(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _check_columns(frame: pd.DataFrame, target: str, where: str) -> None:
-    """Refuse all-missing columns and text inside numeric-looking columns, naming them."""
+def _check_columns(frame: pd.DataFrame, target: str, where: str, text_file: bool = False) -> None:
+    """Refuse all-missing columns and text inside numeric-looking columns, naming them (and the file line)."""
     for name in frame.columns:
         s = frame[name]
         if s.isna().all():
@@ -262,10 +216,9 @@ def _check_columns(frame: pd.DataFrame, target: str, where: str) -> None:
             # Mostly numbers with a few words: a typo, not a category.
             if bad.sum() > 0 and bad.mean() <= 0.2 and len(present) >= 5:
                 row = int(present.index[bad.to_numpy()][0])
-                raise DataError(
-                    f"column {name!r} in {where} is numeric but row {row} holds {present[row]!r}",
-                    field=str(name), row=row,
-                )
+                at = f"line {row + 2} (data row {row})" if text_file else f"row {row}"  # line 1 is the header
+                raise DataError(f"column {name!r} in {where} is numeric but {at} holds {present[row]!r}",
+                                field=str(name), row=row)
 
 
 def detect_task(values: pd.Series) -> str:
@@ -330,10 +283,11 @@ def load(
         raise DataError(f"target is required for {where}; columns are: {', '.join(map(str, frame.columns))}",
                         field="target")
     if target not in frame.columns:
-        raise DataError(
-            f"target column {target!r} is not in {where}; columns are: {', '.join(map(str, frame.columns))}",
-            field=target,
-        )
+        near = [str(c) for c in frame.columns if str(c).lower() == target.lower()] or difflib.get_close_matches(
+            target, [str(c) for c in frame.columns], n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise DataError(f"target column {target!r} is not in {where}{hint} (columns: "
+                        f"{', '.join(map(str, frame.columns))})", field=target)
     frame.columns = [str(c) for c in frame.columns]
     if frame.shape[1] < 2:
         raise DataError(f"{where} has no feature columns besides the target {target!r}", field=target)
@@ -342,7 +296,7 @@ def load(
         row = int(np.flatnonzero(missing_y.to_numpy())[0])
         raise DataError(f"target {target!r} is missing in {int(missing_y.sum())} rows of {where} "
                         f"(first: row {row}); fill or drop them first", field=target, row=row)
-    _check_columns(frame, target, where)
+    _check_columns(frame, target, where, text_file=where.lower().endswith((".csv", ".tsv", ".txt")))
     if task == "auto":
         task = BUILTINS.get(name, "") if labels is not None or name in BUILTINS else detect_task(frame[target])
     if task not in TASKS:

@@ -11,6 +11,9 @@ Policies, stated once:
   encoded as all zeros (``"ignore"``).
 * columns are matched by name, so their order does not matter; a missing or unexpected column is
   refused by name.
+* a column with a single value in the training rows (missing cells aside) is left out of the
+  features: it carries nothing to learn. It is recorded in ``constant_`` (and the bundle's schema),
+  input may still hold it (it is ignored) or leave it out.
 """
 
 from __future__ import annotations
@@ -69,8 +72,15 @@ class Preprocessor:
         Returns:
             self, fitted.
         """
+        from kit.summary import constant_columns
+
         if len(X) == 0:
             raise DataError("cannot fit a preprocessor on zero rows")
+        self.constant_: dict[str, Any] = constant_columns(X)
+        X = X[[c for c in X.columns if str(c) not in self.constant_]]
+        if X.shape[1] == 0:
+            raise DataError(f"every feature column is constant in the training rows ({', '.join(self.constant_)}); "
+                            "nothing to learn from", field=next(iter(self.constant_), None))
         self.feature_names_in_: list[str] = [str(c) for c in X.columns]
         self.kinds_: dict[str, str] = {}
         self.medians_: dict[str, float] = {}
@@ -180,7 +190,7 @@ class Preprocessor:
 
     def _check_names(self, given: list[str], row: int | None) -> None:
         where = f" in row {row}" if row is not None else ""
-        expected = set(self.feature_names_in_)
+        expected = set(self.feature_names_in_) | set(getattr(self, "constant_", {}))  # constants may be sent
         missing = [n for n in self.feature_names_in_ if n not in set(given)]
         if missing:
             raise SchemaError(f"missing column {missing[0]!r}{where}"
@@ -287,6 +297,7 @@ class Preprocessor:
             "categories": self.categories_,
             "modes": self.modes_,
             "output_names": self.output_names_,
+            "constant": self.constant_,
         }
 
     @classmethod
@@ -304,6 +315,7 @@ class Preprocessor:
         self.categories_ = {k: list(v) for k, v in state["categories"].items()}
         self.modes_ = dict(state["modes"])
         self.output_names_ = list(state["output_names"])
+        self.constant_ = dict(state.get("constant", {}))  # bundles before constant columns were dropped have none
         return self
 
     def to_json(self) -> str:

@@ -18,6 +18,8 @@ import datetime as dt
 import html
 import json
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -215,18 +217,66 @@ def _failure(exc: BaseException, executed: Path) -> str:
             index = next((n for n, i in enumerate(original) if cells[i].get("source") == source), index)
         except Exception:
             pass
-        first = next((line.strip() for line in str(exc.source).splitlines() if line.strip()), "")
-        return (f"cell {index + 1} (In [{exc.exec_count}]: {first[:70]!r}) raised {exc.ename}: "
+        where = failing_statement(list(getattr(exc, "traceback", None) or []))
+        if where is None:  # no frame in the cell (e.g. a syntax error): the cell's first line
+            first = next((line.strip() for line in str(exc.source).splitlines() if line.strip()), "")
+            where = (None, first)
+        line, statement = where
+        at = f", line {line}" if line is not None else ""
+        return (f"cell {index + 1}{at} (In [{exc.exec_count}]: {statement[:70]!r}) raised {exc.ename}: "
                 f"{str(exc.evalue).strip().splitlines()[0] if str(exc.evalue).strip() else ''}")
     return f"{type(exc).__name__}: {exc}"
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_CELL_FRAME = re.compile(r"^(Cell In\s*\[\d*\]|Input In \[\d*\]|<ipython-input-)")
+_ARROW = re.compile(r"^\s*-+>\s*(\d+)\s?(.*)$")
+
+
+def failing_statement(traceback: list[str]) -> tuple[int | None, str] | None:
+    """The line number and text of the statement that failed in the notebook cell, from IPython's traceback.
+
+    IPython marks the failing line of each frame with ``---->``; the first frame in the cell
+    (``Cell In[n], line k``) is the cell's own statement, even when the error came from deeper.
+    """
+    lines = _ANSI.sub("", "\n".join(traceback)).splitlines()
+    in_cell = False
+    for text in lines:
+        if _CELL_FRAME.match(text.strip()):
+            in_cell = True
+            continue
+        match = _ARROW.match(text) if in_cell else None
+        if match:
+            return int(match.group(1)), match.group(2).strip()
+    return None
+
+
+def _quiet_kernel_config(folder: Path) -> Any:
+    """Kernels over local IPC sockets in ``folder`` instead of TCP on 127.0.0.1.
+
+    Nothing leaves the machine either way; IPC needs no port and the kernel does not print its
+    "running over TCP without encryption" warning for every notebook.
+    """
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(folder / "kernel")}})
+
+
 def _html(executed: Path) -> Path:
+    """The HTML report of an executed notebook, readable without any network.
+
+    The widget state stays in the executed ``.ipynb``; the HTML shows each output's static form
+    instead (every kit panel and the wizard carry a ``text/html`` copy with inlined plots), so it
+    needs no widget renderer from a CDN, and no require.js or MathJax either.
+    """
     import nbformat
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(executed, as_version=4)
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    nb.metadata.pop("widgets", None)  # without state, nbconvert shows the text/html fallback
+    exporter = HTMLExporter(template_name="lab")
+    exporter.require_js_url = exporter.mathjax_url = ""  # an empty src loads nothing
+    body, _ = exporter.from_notebook_node(nb)
     out = executed.with_suffix(".html")
     out.write_text(body, encoding="utf-8")
     return out
@@ -269,6 +319,7 @@ def run_notebooks(notebooks: Sequence[Path] | None = None, params: Mapping[str, 
     runs: list[NotebookRun] = []
     last_bundle: str | None = None
     began = time.perf_counter()
+    sockets = Path(tempfile.mkdtemp(prefix="kit-run-"))  # short: a unix socket path has ~100 bytes
     for i, nb in enumerate(notebooks, 1):
         given = dict(plans[nb])
         decl = parameters(nb)
@@ -281,7 +332,8 @@ def run_notebooks(notebooks: Sequence[Path] | None = None, params: Mapping[str, 
         start = time.perf_counter()
         try:
             pm.execute_notebook(str(nb), str(run.executed), parameters=given, kernel_name=kernel,
-                                progress_bar=False, cwd=str(nb.parent.resolve()), execution_timeout=cell_timeout)
+                                progress_bar=False, cwd=str(nb.parent.resolve()), execution_timeout=cell_timeout,
+                                config=_quiet_kernel_config(sockets))
             run.ok = True
         except Exception as exc:
             run.error = _failure(exc, run.executed)
@@ -300,6 +352,7 @@ def run_notebooks(notebooks: Sequence[Path] | None = None, params: Mapping[str, 
         if echo:
             state = f"ok in {run.seconds:.1f} s{_headline(run.results)}" if run.ok else f"FAILED: {run.error}"
             print(f"[{i}/{len(notebooks)}] {nb.name}: {state}", flush=True)
+    shutil.rmtree(sockets, ignore_errors=True)
     report = Report(folder, runs, time.perf_counter() - began)
     _write_index(report)
     return report

@@ -16,9 +16,11 @@
 # # kit quickstart: every step in one wizard
 #
 # This notebook is the whole path from a table to a served model, in one tabbed UI:
-# **Data → Train → Tune → Explain → Quantize → Package & serve**. Each tab is a thin panel over a
-# `kit` function, and all tabs share one *session*, so a model trained in *Train* is the one
-# *Tune*, *Explain*, *Quantize* and *Package* work on.
+# **Data → Train → Tune → Explain → Quantize → Gate → Package & serve**. Each tab is a thin panel
+# over a `kit` function, and all tabs share one *session*, so a model trained in *Train* is the one
+# *Tune*, *Explain*, *Quantize*, *Gate* and *Package* work on. The *Package* tab always serves the
+# current model: a retrain, tune, quantize, gate or data change drops the stored tag, and its test
+# request checks the served tag and probabilities against this notebook's.
 #
 # Run all cells. With `autorun = True` (the default) the cell after the wizard runs every step
 # from code, so the notebook also works headless (`kit run`, papermill) and the tabs fill in as it
@@ -30,7 +32,7 @@ data: str = "breast_cancer"  # built-in dataset (breast_cancer, wine, digits, di
 target: str = ""  # target column; needed for files, empty for built-ins
 epochs: int = 200  # maximum training epochs (early stopping is on)
 autorun: bool = True  # run every step from code below the wizard; False to click through it yourself
-steps: str = "data,train,tune,explain,quantize,package"  # the steps autorun runs, comma separated
+steps: str = "data,train,tune,explain,quantize,gate,package"  # the steps autorun runs, comma separated
 smoke: bool = False  # tiny epochs and trials, for CI
 output_dir: str = "../runs/00_quickstart"  # where bundles and results.json are written
 
@@ -46,8 +48,8 @@ wizard
 # ## Run every step from code
 #
 # `wizard.run_all()` runs the same panels synchronously, one step after the other, and prints each
-# step's outcome as a plain table and plot below (what the HTML report keeps). The tabs above
-# update while it runs.
+# step's outcome as a plain table and plot below. The tabs above update while it runs, and so does
+# their static copy, which is what an HTML report shows (no widget renderer or network needed).
 
 # %%
 if autorun:

@@ -45,7 +45,9 @@ def test_fitted_statistics_match_per_column_numpy():
         assert pre.medians_[name] == pytest.approx(np.median(present), rel=1e-12)
         assert pre.means_[name] == pytest.approx(present.mean(), rel=1e-12)
         assert pre.scales_[name] == pytest.approx(present.std(), rel=1e-12)
-    assert pre.scales_["const"] == 1.0 and pre.kinds_["label"] == "categorical"
+    # a constant column carries nothing to learn: left out of the features, recorded with its value
+    assert "const" not in pre.feature_names_in_ and pre.constant_ == {"const": 4.0}
+    assert pre.kinds_["label"] == "categorical"
 
 
 @pytest.mark.parametrize(("column", "values", "match", "row"), [

@@ -255,7 +255,10 @@ def test_an_onnx_bundle_predicts_without_torch(bc_bundle, bc_report, tmp_path: P
 def test_pareto_plot_has_a_point_per_variant(bc_report):
     fig = bc_report.plot()
     ax = fig.axes[0]
-    assert len(ax.collections[0].get_offsets()) == len(VARIANTS)
+    points = [c for c in ax.collections if c.get_label() in VARIANTS]
+    assert sorted(c.get_label() for c in points) == sorted(VARIANTS)  # one point each, named in the legend
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(bc_report.frame.index)
+    assert not ax.texts  # no labels beside the points that could overlap
     assert "latency" in ax.get_xlabel()
 
 
@@ -294,7 +297,7 @@ def test_latency_rounds_interleave_variants_and_count_every_run():
     batches = {1: np.zeros((1, 3), np.float32), 64: np.zeros((64, 3), np.float32)}
     out = _latencies({"a": Counting("a"), "b": Counting("b")}, batches, repeats=23, warmup=2, rounds=5)
     assert set(out) == {("a", 1), ("a", 64), ("b", 1), ("b", 64)}
-    assert all(0 < p50 <= p99 for p50, p99 in out.values())
+    assert all(0 < p50 <= p99 and n50 >= 0 and n99 >= 0 for p50, p99, n50, n99 in out.values())
     for key in out:  # warm-up plus exactly `repeats` timed runs each
         assert calls.count(key) == 2 + 23
     timed = calls[8:]

@@ -277,3 +277,19 @@ def test_shared_windows_default_to_one_private_folder_per_server() -> None:
     assert shared is not None
     assert shared.directory.parent == Path(tempfile.gettempdir())
     assert shared.directory.name == f"kit-drift-{os.getuid()}-{os.getppid()}"  # the workers' common parent
+
+
+def test_messages_tell_the_client_what_to_do(served: dict[str, Any]) -> None:
+    """#18 item 10: NaN says send null, 413 names /predict_file and KIT_MAX_BODY_BYTES, GET /predict is JSON."""
+    url = served["server"].url
+    nan = json.dumps({"rows": [_row(served, size=float("nan"))]}).encode()  # what json.dumps writes for a gap
+    response = httpx.post(url + "/predict", content=nan, headers={"content-type": "application/json"}, timeout=60)
+    assert response.status_code == 422 and "send null for a missing value" in response.json()["message"]
+    big = {"rows": [_row(served, color="x" * 300_000)]}
+    response = httpx.post(url + "/predict", json=big, timeout=60)
+    message = response.json()["message"]
+    assert response.status_code == 413 and "/predict_file" in message and "KIT_MAX_BODY_BYTES" in message
+    for path in ("/predict", "/explain", "/predict_file"):
+        response = httpx.get(url + path, timeout=60)
+        assert response.status_code == 405 and response.headers["allow"] == "POST", response.text
+        assert response.json()["error"] == "MethodNotAllowedError" and "POST" in response.json()["message"]

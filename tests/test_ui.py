@@ -17,6 +17,8 @@ import pytest
 import kit
 from kit.bundle import ModelBundle
 from kit.ui import DataPanel, ExplainPanel, QuantizePanel, Session, TrainPanel, TunePanel, Wizard
+from kit.ui.gate_panel import GatePanel
+from kit.ui.package_panel import PackagePanel, compare
 
 WAIT = 240
 
@@ -43,8 +45,8 @@ def trained(tmp_path: Path, bc_bundle: ModelBundle) -> Session:
 def test_wizard_has_one_tab_per_step_over_one_session(tmp_path: Path):
     wizard = Wizard(output_dir=tmp_path, smoke=True)
     assert wizard.missing == []
-    assert [wizard.tabs.get_title(i) for i in range(6)] == [
-        "1. Data", "2. Train", "3. Tune", "4. Explain", "5. Quantize", "6. Package & serve"]
+    assert [wizard.tabs.get_title(i) for i in range(7)] == [
+        "1. Data", "2. Train", "3. Tune", "4. Explain", "5. Quantize", "6. Gate", "7. Package & serve"]
     assert all(p.session is wizard.session for p in wizard.panels.values())
 
 
@@ -104,7 +106,7 @@ def test_train_panel_stop_button_ends_training_early(session: Session):
     assert panel.job.wait(WAIT)
     # The loop saw the cancel flag through its callback and kept the best weights so far.
     assert session.result.stopped == "callback" and len(session.result.history) < 2000
-    assert "stopped" in panel.status.value
+    assert "stopped by you" in panel.status.value and "stopped by you" in panel.table.value
 
 
 def test_train_panel_refuses_malformed_widths(session: Session):
@@ -122,11 +124,15 @@ def test_tune_panel_runs_trials_and_use_best_updates_train(session: Session):
     click(panel)
     assert [r["state"] for r in panel.trials] == ["COMPLETE", "COMPLETE"]
     assert (session.output_dir / "tune" / "optuna.db").exists() and panel.plot.value
-    assert not panel.use_best.disabled
+    assert not panel.use_best.disabled and panel.progress.value == 2
+    assert "the best config retrained: <b>test accuracy" in panel.table.value
     panel.use_best.click()
     best = panel.result.best_config
     assert session.train_config == best and session.bundle is panel.result.bundle
-    # The Train panel's controls now show the best trial's widths.
+    # The Train panel's controls hold the tuned config exactly: no slider rounds lr or dropout.
+    assert train_panel.config() == best
+    assert train_panel.lr.value == best.lr and train_panel.weight_decay.value == best.weight_decay
+    assert train_panel.dropout.value == best.dropout and train_panel.epochs.value == best.epochs == 3
     assert train_panel.hidden.value == ",".join(map(str, best.hidden))
 
 
@@ -161,32 +167,225 @@ PACKAGE_SCRIPT = """
 import sys
 import kit
 from kit.bundle import ModelBundle
-from kit.ui import PackagePanel, Session
+from kit.ui import PackagePanel, Session, TrainPanel
+
+def wait(p, what, limit=240):
+    assert p.job.wait(limit), what
+    assert p.job.error is None, (what, p.status.value)
 
 s = Session(output_dir=sys.argv[2], smoke=True)
 s.load_data(kit.DataConfig())
 s.set_bundle(ModelBundle.load(sys.argv[1]), "train")
-p = PackagePanel(s)
+p, t = PackagePanel(s), TrainPanel(s)
 p.name.value = "ui-test"
-p.button.click(); assert p.job.wait(120), "save"
-p.start_button.click(); assert p.job.wait(240), "start"
-p.request_button.click(); assert p.job.wait(60), "request"
+p.button.click(); wait(p, "save")
+p.start_button.click(); wait(p, "start")
+p.request_button.click(); wait(p, "request")
 out = s.outputs["package"]
-print("TAG", s.tags["model"], "MATCH", out["matches_notebook"], "N", len(out["response"]), "STATUS", p.status.value)
+first = s.tags["model"]
+print("TAG", first, "MATCH", out["matches_notebook"], "N", len(out["response"]), "DIFF", out["max_difference"])
+# Retrain with another seed: the stored tag is dropped; the old server is named as stale.
+t.epochs.value, t.seed.value = 4, 11
+t.button.click(); wait(t, "train")
+print("STALE", "model" not in s.tags, "previous model" in p.table.value)
+p.request_button.click(); wait(p, "request-stale")
+print("STALE_MATCH", s.outputs["package"]["matches_notebook"], s.outputs["package"]["served_tag"] == first)
+# Start server stores the current model first and serves it; the check compares tag and probabilities.
+p.start_button.click(); wait(p, "restart")
+p.request_button.click(); wait(p, "request2")
+out = s.outputs["package"]
+print("RETAG", s.tags["model"] != first, out["served_tag"] == s.tags["model"], "MATCH2", out["matches_notebook"],
+      "TOL", out["max_difference"] <= out["tolerance"])
 p.stop_server.click()
 print("STOPPED", p.server is None)
 """
 
 
-def test_package_panel_save_serve_request_stop(tmp_path: Path, bc_bundle: ModelBundle):
+def test_package_panel_serves_the_current_model_after_a_retrain(tmp_path: Path, bc_bundle: ModelBundle):
     """In a subprocess: the BentoML store location is fixed when bentoml is imported."""
     path = bc_bundle.save(tmp_path / "bundle")
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml")}
     out = subprocess.run([sys.executable, "-c", PACKAGE_SCRIPT, str(path), str(tmp_path / "out")], env=env,
-                         capture_output=True, text=True, timeout=400)
+                         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     line = next(x for x in out.stdout.splitlines() if x.startswith("TAG"))
     tag = line.split()[1]
-    # The served answer for two example rows equals the notebook's, and the server is gone after Stop.
-    assert "MATCH True" in line and "N 2" in line and "STOPPED True" in out.stdout
+    # The served answer for three test rows equals the notebook's (tag and probabilities), and the
+    # server is gone after Stop.
+    assert "MATCH True" in line and "N 3" in line and "STOPPED True" in out.stdout
+    # After a retrain the old server is a previous model: its answer no longer counts as a match, and
+    # Start server stores and serves the current model, which matches again.
+    assert "STALE True True" in out.stdout and "STALE_MATCH False True" in out.stdout
+    assert "RETAG True True MATCH2 True TOL True" in out.stdout
     assert (tmp_path / "bentoml" / "models" / tag.replace(":", "/") / "model.yaml").is_file()
+
+
+def test_train_tab_after_use_best_shows_only_the_tuned_run_and_its_cli_twin(session: Session, tmp_path: Path):
+    """Item 3: after "Use best parameters" the Train tab shows the tuned model's run, not the previous one."""
+    from kit.cli import main
+
+    session.load_data()
+    train_panel, tune_panel = TrainPanel(session), TunePanel(session)
+    train_panel.epochs.value = 5
+    click(train_panel)
+    first = session.bundle
+    tune_panel.n_trials.value, tune_panel.trial_epochs.value, tune_panel.pruner.value = 2, 4, "none"
+    click(tune_panel)
+    tune_panel.use_best.click()
+    tuned = tune_panel.result.bundle
+    # One run in one view: the table names the tuned trial, its own epochs and metric; the plot is its history.
+    assert session.bundle is tuned and session.result is None
+    assert f"retrained from trial {tune_panel.result.best_trial}" in train_panel.table.value
+    assert f"best epoch {tuned.lineage['best_epoch']} of {tuned.lineage['epochs_run']}" in train_panel.table.value
+    assert train_panel.history() == tuned.history != first.history
+    assert "controls differ" not in train_panel.table.value
+    # Every TrainConfig field is either a control or listed; none is silently different.
+    shown = set(train_panel.fields()) | {"net", "extra"}
+    assert shown == set(kit.TrainConfig().to_dict())
+    # The CLI command the panel prints trains exactly the tuned config, to the same metrics.
+    command = train_panel.command.value.split("<code>")[1].split("</code>")[0]
+    import html as html_lib
+    argv = __import__("shlex").split(html_lib.unescape(command))[1:]
+    out = tmp_path / "cli-bundle"
+    argv[argv.index("--out") + 1] = str(out)
+    assert main([*argv, "--quiet"]) == 0
+    cli = ModelBundle.load(out)
+    assert cli.configs["train"] == tuned.configs["train"]
+    assert cli.metrics == tuned.metrics
+
+
+def test_data_panel_errors_clear_the_view_and_name_line_and_case(session: Session, tmp_path: Path):
+    """Item 9: file line numbers, a did-you-mean for the target, a failed load clears the previous summary."""
+    import pandas as pd
+
+    good = tmp_path / "cancer_mixed.csv"
+    frame = pd.DataFrame({"radius": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0] * 5, "site": ["a", "b", "c"] * 10,
+                          "clinic": ["north"] * 30, "diagnosis": ["benign", "malignant"] * 15})
+    frame.to_csv(good, index=False)
+    wizard = Wizard(session)
+    panel = wizard["data"]
+    panel.source.value, panel.path.value, panel.target.value = "(file path or upload)", str(good), "diagnosis"
+    click(panel)
+    assert "30 rows" in panel.table.value and panel.plot.value
+    # text columns show no mean (no "nan"), and the constant column is flagged
+    shown = __import__("html").unescape(panel.table.value)
+    assert "<td>nan</td>" not in shown and "'clinic' (always 'north')" in shown
+    assert wizard["package"].name.value == "kit-cancer_mixed"  # item 2: the default name follows the data
+    panel.target.value = "Diagnosis"
+    click(panel)
+    assert "did you mean &#x27;diagnosis&#x27;" in panel.status.value or "did you mean 'diagnosis'" in panel.status.value
+    assert panel.table.value == "" and not panel.plot.value and session.dataset is None
+    assert "not loaded" in wizard.header.value
+    bad = tmp_path / "bad.csv"
+    frame.astype(object).assign(radius=lambda f: f["radius"].where(f.index != 3, "abc")).to_csv(bad, index=False)
+    panel.path.value, panel.target.value = str(bad), "diagnosis"
+    click(panel)
+    assert "line 5 (data row 3)" in panel.status.value  # line 1 is the header
+
+
+def test_constant_column_is_dropped_recorded_and_need_not_be_sent(tmp_path: Path):
+    """Item 9: a constant column is left out of the features, recorded, and requests may omit or send it."""
+    import pandas as pd
+
+    from kit.card import card
+    from kit.serving._rows import check_rows
+
+    rng = __import__("numpy").random.default_rng(0)
+    x = rng.normal(size=200)
+    frame = pd.DataFrame({"x": x, "z": rng.normal(size=200), "clinic": "north", "label": (x > 0).astype(int)})
+    path = tmp_path / "c.csv"
+    frame.to_csv(path, index=False)
+    summary = kit.load(kit.DataConfig(source=str(path), target="label")).summary()
+    assert summary.constant == {"clinic": "north"} and "'clinic' (always 'north')" in str(summary)
+    bundle = kit.train.train(kit.DataConfig(source=str(path), target="label"), kit.TrainConfig(epochs=2)).bundle
+    assert bundle.feature_names == ["x", "z"] and bundle.schema["constant"] == {"clinic": "north"}
+    assert bundle.predict([{"x": 1.0, "z": 0.0}]) == bundle.predict([{"x": 1.0, "z": 0.0, "clinic": "north"}])
+    check_rows(bundle, {"rows": [{"x": 1.0, "z": 0.0}, {"x": 1.0, "z": 0.0, "clinic": "north"}]}, 10)
+    assert "clinic = north" in card(bundle).markdown()
+    assert ModelBundle.load(bundle.save(tmp_path / "b")).preprocessor.constant_ == {"clinic": "north"}
+
+
+def test_gate_panel_runs_keeps_every_run_and_package_relies_on_the_verdict(trained: Session):
+    """#12: the Gate step between Quantize and Package; #18 item 5: a laxer pass needs a reason."""
+    panel = GatePanel(trained)
+    panel.skip.value = ("explanation_stability",)
+    panel.max_p99_ms.value = 1e-6
+    click(panel)
+    assert trained.bundle.gate_status == "failed" and "FAILED" in panel.table.value
+    assert trained.gate_config.max_p99_ms == 1e-6 and trained.outputs["gate"]["run"] == 1
+    # A laxer run passes but, without a reason, the failure stands (and both runs are listed).
+    panel.max_p99_ms.value = 50.0
+    click(panel)
+    verdict = trained.bundle.gate
+    assert verdict.run == 1 and not verdict.passed and len(verdict.history) == 2
+    assert "not accepted" in panel.table.value and "no reason was given" in panel.history.value
+    import kit.package
+
+    package = PackagePanel(trained)
+    with pytest.raises(kit.package.GateFailedError, match=r"kit\.gate\.gate\(bundle, config=\.\.\., reason="):
+        package.save()
+    panel.reason.value = "p99 limit typed in seconds by mistake"
+    click(panel)
+    verdict = trained.bundle.gate
+    assert verdict.passed and verdict.run == 3 and verdict.override["replaces_run"] == 1
+    assert "override of failed run 1" in panel.history.value
+    assert "relies on gate run 3 of 3" in kit.package.gate_line(trained.bundle)
+
+
+def test_a_new_model_invalidates_the_stored_tag_and_the_server_claim(trained: Session):
+    """Item 1 without a server: a retrain, quantize or data change drops the stored tag and says so."""
+    panel = PackagePanel(trained)
+    trained.store("ui-test:v1")
+    trained.record("package", {"model_tag": "ui-test:v1", "matches_notebook": True})
+    panel.served, panel.url = ("ui-test:v1", trained.version), "http://127.0.0.1:1"
+    train = TrainPanel(trained)
+    train.epochs.value, train.seed.value = 3, 7
+    click(train)
+    assert "model" not in trained.tags and "package" not in trained.outputs
+    assert "the model was retrained after ui-test:v1 was stored" in trained.stale
+    assert "a previous model" in panel.table.value and "ui-test:v1" in panel.table.value
+    assert panel.current_tag.__doc__  # Start server and Build store the current model first (see the server test)
+
+
+def test_served_answer_check_compares_tag_and_probabilities(bc_bundle: ModelBundle):
+    """Item 1: labels alone do not make a match; the tag and every probability (within 1e-5) must agree."""
+    rows = bc_bundle.example(2)
+    local = bc_bundle.infer(rows)
+    answer = local.records()
+    assert compare(local, answer, "bc:v2", "bc:v2")["matches_notebook"]
+    assert not compare(local, answer, "bc:v1", "bc:v2")["matches_notebook"]  # a stale server
+    shifted = [{**r, "probabilities": {k: v + 0.01 * (i == 0) - 0.01 * (i == 1)
+                                        for i, (k, v) in enumerate(r["probabilities"].items())}} for r in answer]
+    check = compare(local, shifted, "bc:v2", "bc:v2")
+    assert check["same_labels"] and not check["matches_notebook"] and check["max_difference"] > 0.009
+
+
+def test_explain_row_says_what_was_predicted_and_which_class_is_explained(trained: Session):
+    """Item 6: the waterfall and the row line name the predicted label and the explained output."""
+    panel = ExplainPanel(trained)
+    panel.rows.value, panel.background_size.value = 8, 20
+    click(panel)
+    ex = trained.objects["explain"]
+    fig = ex.plot_waterfall(0, max_display=5)
+    title = fig.axes[0].get_title(loc="left")
+    assert f"predicted {ex.predicted[0]!r}" in title and "explaining log-odds of class 'benign'" in title
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels[-1] == f"{len(ex.feature_names) - 4} other features"
+    # every bar and its value label lie inside the axes
+    lo, hi = fig.axes[0].get_xlim()
+    for bar in fig.axes[0].patches:
+        assert lo <= bar.get_x() <= hi and lo <= bar.get_x() + bar.get_width() <= hi
+    assert f"predicted <b>{ex.predicted[0]}</b>" in panel.row_info.value and "explained output" in panel.row_info.value
+
+
+def test_static_copy_of_the_wizard_holds_every_panel_and_its_plots(trained: Session):
+    """Item 4: what a report shows without a widget renderer (text/html beside the widget view)."""
+    wizard = Wizard(trained, steps=["data", "train", "gate", "package"])
+    data = wizard._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in data
+    static = data["text/html"]
+    for title in ("Data", "Train", "Gate", "Package &amp; serve"):
+        assert f"<h4>{title}</h4>" in static
+    wizard.panels["train"].render()
+    wizard.panels["train"].refresh_plot()
+    assert "data:image/png;base64," in wizard.static_html()

@@ -112,7 +112,8 @@ def explain(bundle: ModelBundle, X: Any = None, background: Any = None, config: 
     bg, kind, key = _background(bundle, background, config)
     ctx = engines.context(bundle, bg, key, config.device)
 
-    outputs_all = engines.explained_outputs(bundle, bundle.infer(frame), output)
+    predicted = bundle.infer(frame)
+    outputs_all = engines.explained_outputs(bundle, predicted, output)
     classes, which = _classes(bundle, config.target, outputs_all)
     outputs = outputs_all[np.arange(len(frame)), classes]
     scale = float((bundle.target_scaling or {}).get("std", 1.0)) if bundle.task == "regression" else 1.0
@@ -177,6 +178,8 @@ def explain(bundle: ModelBundle, X: Any = None, background: Any = None, config: 
         output=_output_words(bundle, output, which),
         target=None if labels is None else [labels[c] for c in classes], background=ctx.background,
         background_kind=kind, seed=seed, row_index=row_index, elapsed=elapsed, config=config.to_dict(),
+        predicted=list(predicted.labels) if predicted.labels is not None else None,
+        confidence=predicted.probabilities.max(axis=1) if predicted.probabilities is not None else None,
     )
 
 

@@ -40,6 +40,8 @@ class Explanation:
         row_index: Position of each explained row in the X passed in (differs after sampling).
         elapsed: Seconds spent computing the values.
         config: The :class:`~kit.config.ExplainConfig` it was made with, as a dict.
+        predicted: The model's predicted label per row (classification), whatever class is explained.
+        confidence: The predicted label's probability per row (classification).
     """
 
     values: np.ndarray
@@ -59,6 +61,8 @@ class Explanation:
     row_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
     elapsed: float = 0.0
     config: dict[str, Any] = field(default_factory=dict)
+    predicted: list[Any] | None = None
+    confidence: np.ndarray | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return (f"Explanation(rows={len(self.values)}, features={len(self.feature_names)}, method={self.method!r}, "

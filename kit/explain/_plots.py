@@ -97,7 +97,11 @@ def _density(x: np.ndarray) -> np.ndarray:
 
 
 def waterfall(ex: Explanation, row: int = 0, max_display: int = 12) -> Figure:
-    """From the base value to this row's output, one bar per feature (the rest grouped)."""
+    """From the base value to this row's output, one bar per feature (the rest grouped).
+
+    The title says what was predicted for the row and which output is explained (for a binary
+    model, the log-odds of one class, which is negative for a row predicted as the other class).
+    """
     if not 0 <= row < len(ex.values):
         raise ConfigError(f"row must be in [0, {len(ex.values)}), but got {row=}", field="row")
     v = ex.values[row]
@@ -105,22 +109,37 @@ def waterfall(ex: Explanation, row: int = 0, max_display: int = 12) -> Figure:
     shown, rest = order[:max_display - 1], order[max_display - 1:]
     items = [(f"{ex.feature_names[i]} = {_fmt(ex.data.iloc[row][ex.feature_names[i]])}", float(v[i])) for i in shown]
     if rest:
-        items.append((f"{len(rest)} other features", float(v[rest].sum())))
-    fig = _figure(8, 0.4 * len(items) + 1.6)
+        items.append((f"{len(rest)} other feature{'s' if len(rest) > 1 else ''}", float(v[rest].sum())))
+    fig = _figure(8.5, 0.42 * len(items) + 1.9)
     ax = fig.add_subplot()
-    start = float(ex.base_values[row])
+    base = float(ex.base_values[row])
+    ends = np.cumsum([base] + [value for _, value in items])
+    lo, hi = float(ends.min()), float(ends.max())
+    span = hi - lo or 1.0
+    start = base
     for pos, (_, value) in zip(range(len(items))[::-1], items, strict=True):
         ax.barh(pos, value, left=start, color=POS if value >= 0 else NEG)
-        ax.text(start + value, pos, f" {value:+.3g} ", va="center", ha="left" if value >= 0 else "right", fontsize=8)
+        # the label goes beyond the bar's far end, inside the axes (limits leave room for it)
+        ax.text(start + value + (0.01 * span if value >= 0 else -0.01 * span), pos, f"{value:+.3g}", va="center",
+                ha="left" if value >= 0 else "right", fontsize=8, clip_on=True)
         start += value
-    ax.set_yticks(range(len(items))[::-1], [label for label, _ in items])
-    ax.axvline(float(ex.base_values[row]), color="grey", ls="--", lw=0.8)
+    ax.set_xlim(lo - 0.2 * span, hi + 0.2 * span)
+    ax.set_yticks(range(len(items))[::-1], [label for label, _ in items], fontsize=8)
+    ax.axvline(base, color="grey", ls="--", lw=0.8)
     ax.axvline(start, color="black", lw=0.8)
-    ax.margins(x=0.12)
-    target = f", class {ex.target[row]!r}" if ex.target is not None else ""
-    ax.set_title(f"Row {row}: base {float(ex.base_values[row]):.3g} -> output {start:.3g}{target}")
+    ax.set_title(_waterfall_title(ex, row, base, start), fontsize=9, loc="left")
     ax.set_xlabel(ex.output)
     return fig
+
+
+def _waterfall_title(ex: Explanation, row: int, base: float, output: float) -> str:
+    predicted = ""
+    if ex.predicted is not None:
+        p = f" (p = {float(ex.confidence[row]):.3f})" if ex.confidence is not None else ""
+        predicted = f"predicted {ex.predicted[row]!r}{p}; "
+    explained = f"explaining {ex.output}" if ex.target is None or str(ex.target[row]) in ex.output else \
+        f"explaining {ex.output} (class {ex.target[row]!r})"
+    return f"Row {row}: {predicted}{explained}\nbase {base:.3g} + SHAP values = output {output:.4g}"
 
 
 def _fmt(value: object) -> str:

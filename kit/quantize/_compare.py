@@ -29,8 +29,9 @@ class QuantReport:
 
     Attributes:
         frame: One row per variant (index): status, metric, metric_drop, label_agreement,
-            max_abs_diff, within_tolerance, p50/p99 latency at batch 1 and 64 (µs), rows_per_s,
-            size_bytes, size_ratio (fp32 safetensors / artifact), load_ms.
+            max_abs_diff, within_tolerance, p50/p99 latency at batch 1 and 64 (µs), their noise
+            (``<column>_noise``: interquartile range across the interleaved rounds), rows_per_s,
+            size_bytes, size_ratio (fp32 safetensors / artifact), load_ms, batch_invariant.
         metric: The task metric compared (the bundle's primary metric).
         task: The bundle's task.
         artifacts: Serialized ONNX graph per ONNX variant that was built.
@@ -74,16 +75,20 @@ class QuantReport:
         fig = Figure(figsize=(6, 4)) if ax is None else ax.figure
         ax = ax or fig.add_subplot()
         ok = self.frame[self.frame["status"] == "ok"]
-        sizes = 40 + 400 * ok["size_bytes"] / max(float(ok["size_bytes"].max()), 1.0)
-        ax.scatter(ok["p50_batch1"], ok["metric"], s=sizes, alpha=0.6)
-        for name, row in ok.iterrows():
-            ax.annotate(str(name), (row["p50_batch1"], row["metric"]), fontsize=8, xytext=(4, 4),
-                        textcoords="offset points")
+        biggest = max(float(ok["size_bytes"].max()), 1.0)
+        markers = "osD^v<>"
+        for i, (name, row) in enumerate(ok.iterrows()):  # a legend, not labels beside points that may overlap
+            ax.scatter([row["p50_batch1"]], [row["metric"]], s=[40 + 400 * float(row["size_bytes"]) / biggest],
+                       alpha=0.6, marker=markers[i % 7], label=str(name))
+            if "p50_batch1_noise" in row and row["p50_batch1_noise"] == row["p50_batch1_noise"]:
+                ax.errorbar([row["p50_batch1"]], [row["metric"]], xerr=[row["p50_batch1_noise"] / 2], fmt="none",
+                            ecolor="grey", lw=0.8)
+        ax.legend(fontsize=8, loc="best", markerscale=0.6)
         front = _pareto(ok)
         ax.plot(front["p50_batch1"], front["metric"], "--", color="grey", lw=1)
         ax.set_xlabel("p50 latency at batch 1 (µs)")
         ax.set_ylabel(f"{self.metric} (test)")
-        ax.set_title("variants: latency vs metric (marker area = size)")
+        ax.set_title("variants: latency vs metric (marker area = size, bar = noise)", fontsize=9)
         return fig
 
 
@@ -103,12 +108,14 @@ def _plain(value: Any) -> Any:
 
 
 def _latencies(runtimes: dict[str, Runtime], batches: dict[int, np.ndarray], repeats: int, warmup: int,
-               rounds: int = 10) -> dict[tuple[str, int], tuple[float, float]]:
-    """p50 and p99 of ``runtime.run`` in microseconds, per (variant, batch size).
+               rounds: int = 10) -> dict[tuple[str, int], tuple[float, float, float, float]]:
+    """p50 and p99 of ``runtime.run`` in microseconds per (variant, batch size), and their noise.
 
     The runtimes take turns: ``rounds`` rounds, each timing every runtime and batch size for
     ``repeats / rounds`` runs, so a slow spell of a shared machine hits every variant alike
-    instead of whichever happened to be measured then.
+    instead of whichever happened to be measured then. The noise of a percentile is the
+    interquartile range of that percentile across the rounds: how much the same measurement
+    moves within this run (what :func:`~kit.quantize.select` needs to tell a real difference).
     """
     for runtime in runtimes.values():
         for x in batches.values():
@@ -129,7 +136,9 @@ def _latencies(runtimes: dict[str, Runtime], batches: dict[int, np.ndarray], rep
     out = {}
     for key, parts in samples.items():
         times = np.concatenate(parts) / 1e3
-        out[key] = (float(np.percentile(times, 50)), float(np.percentile(times, 99)))
+        per_round = [(np.percentile(p / 1e3, 50), np.percentile(p / 1e3, 99)) for p in parts if len(p)]
+        noise = [float(np.subtract(*np.percentile([r[i] for r in per_round], [75, 25]))) for i in (0, 1)]
+        out[key] = (float(np.percentile(times, 50)), float(np.percentile(times, 99)), noise[0], noise[1])
     return out
 
 
@@ -218,9 +227,11 @@ def compare(bundle: ModelBundle, X: Any = None, y: Any = None, config: QuantizeC
             runtimes[name] = runtime
         timed = _latencies(runtimes, batches, repeats, warmup)
         for name in runtimes:
-            (p50_1, p99_1), (p50_64, p99_64) = timed[(name, 1)], timed[(name, 64)]
+            (p50_1, p99_1, n50_1, n99_1), (p50_64, p99_64, n50_64, n99_64) = timed[(name, 1)], timed[(name, 64)]
             rows[name].update(p50_batch1=p50_1, p99_batch1=p99_1, p50_batch64=p50_64, p99_batch64=p99_64,
-                              rows_per_s=64 / (p50_64 / 1e6), **sizes[name])
+                              rows_per_s=64 / (p50_64 / 1e6), **sizes[name], p50_batch1_noise=n50_1,
+                              p99_batch1_noise=n99_1, p50_batch64_noise=n50_64, p99_batch64_noise=n99_64,
+                              batch_invariant=VARIANTS[name].batch_invariant)
     finally:
         torch.set_num_threads(saved_threads)
     frame = pd.DataFrame.from_dict(rows, orient="index")

@@ -14,7 +14,7 @@ from kit.errors import ConfigError
 from kit.quantize._compare import QuantReport
 from kit.quantize._export import export_onnx
 from kit.quantize._graph import _calibration_matrix, quantize_graph
-from kit.quantize._variants import BASELINE, OBJECTIVES, VARIANTS, check_variants
+from kit.quantize._variants import BASELINE, OBJECTIVES, SIMPLEST, VARIANTS, check_variants
 from kit.sections import QuantizationSection
 
 if TYPE_CHECKING:
@@ -44,7 +44,15 @@ class Selection:
 
 
 def select(report: QuantReport, budget: float | None = None, objective: str | None = None) -> Selection:
-    """The fastest variant whose metric drop is within budget; torch fp32 when none other qualifies.
+    """The fastest variant within the accuracy budget, where "faster" must be beyond the measurement noise.
+
+    The rule: among the variants whose metric drop is within ``budget`` (torch fp32 always
+    qualifies), one variant is faster than another only when its ``objective`` is lower by more
+    than the noise of both (``<objective>_noise``: the interquartile range of that latency across
+    the interleaved timing rounds of the same run). Every variant within noise of the fastest is
+    tied, and the tie goes to the simplest (:data:`~kit.quantize._variants.SIMPLEST`: exact fp32
+    before fp16 before int8, batch-invariant before dynamic int8, ONNX Runtime before torch). So
+    a choice does not flip between runs on a difference the machine cannot measure.
 
     Args:
         report: From :func:`~kit.quantize.compare`.
@@ -66,23 +74,47 @@ def select(report: QuantReport, budget: float | None = None, objective: str | No
     ok = frame[(frame["status"] == "ok") & (frame["metric_drop"] <= budget + 1e-12)]
     if BASELINE not in ok.index and BASELINE in frame.index:
         ok = pd.concat([ok, frame.loc[[BASELINE]]])
-    best = str(ok[objective].astype(float).idxmin())
+    value = ok[objective].astype(float)
+    noise = _noise(ok, objective)
+    fastest = str(value.idxmin())
+    tied = [str(n) for n in ok.index if value[n] - value[fastest] <= max(noise[n], noise[fastest]) + 1e-12]
+    rank = {name: i for i, name in enumerate(SIMPLEST)}
+    best = min(tied, key=lambda n: (rank.get(n, len(rank)), value[n]))
     unit = "" if objective == "size_bytes" else " µs"
+
+    def shown(name: str) -> str:
+        return f"{value[name]:.1f}{unit}" + (f" ± {noise[name] / 2:.1f}" if noise[name] else "")
+
     reasons = []
     for name, row in frame.iterrows():
         if name == best:
-            why = "chosen: " + (f"fastest within budget ({objective} {row[objective]:.1f}{unit}, metric drop "
-                                f"{row['metric_drop']:+.4f} <= {budget})" if best != BASELINE or len(ok) > 1
-                                else f"no other variant qualifies within a metric drop of {budget}")
+            if len(ok) == 1:
+                why = f"chosen: no other variant qualifies within a metric drop of {budget}"
+            elif len(tied) > 1:
+                others = ", ".join(t for t in tied if t != best)
+                why = (f"chosen: within measurement noise of the fastest ({objective} {shown(best)} vs "
+                       f"{others}), and the simplest of them; metric drop {row['metric_drop']:+.4f} <= {budget}")
+            else:
+                why = (f"chosen: fastest within budget beyond the noise ({objective} {shown(best)}, metric drop "
+                       f"{row['metric_drop']:+.4f} <= {budget})")
         elif row["status"] != "ok":
             why = f"rejected: {row['status']}"
         elif name not in ok.index:
             why = f"rejected: metric drop {row['metric_drop']:+.4f} exceeds budget {budget}"
+        elif name in tied:
+            why = f"tied within noise ({objective} {shown(str(name))}) but less simple than {best}"
         else:
-            fastest = float(ok[objective].astype(float).min())
-            why = f"slower: {objective} {row[objective]:.1f}{unit} vs {fastest:.1f}{unit}"
+            why = f"slower: {objective} {shown(str(name))} vs {shown(fastest)}"
         reasons.append(str(name) + ": " + why)
     return Selection(best, reasons, objective, float(budget), report)
+
+
+def _noise(frame: pd.DataFrame, objective: str) -> dict[str, float]:
+    """Each variant's measurement noise of ``objective`` (0 where not measured, e.g. sizes)."""
+    column = f"{objective}_noise"
+    if column not in frame.columns:
+        return {str(n): 0.0 for n in frame.index}
+    return {str(n): float(v) if v == v else 0.0 for n, v in frame[column].items()}
 
 
 def attach(bundle: ModelBundle, variant: str | Selection, *, report: QuantReport | None = None,

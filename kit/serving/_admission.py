@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from kit.errors import KitError
 from kit.serving._drift import psi_gauge
-from kit.serving._errors import BadRequestError, PayloadTooLargeError, UnauthorizedError
+from kit.serving._errors import BadRequestError, MethodNotAllowedError, PayloadTooLargeError, UnauthorizedError
 from kit.serving._model import ServedModel
 from kit.serving._rows import check_rows, parse_json
 from kit.serving._settings import Settings
@@ -28,6 +28,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 HEALTH_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
+POST_ONLY = ("/predict", "/explain", "/predict_file")
 GET_ALIASES = frozenset({"/metadata", "/drift"})
 
 
@@ -90,12 +91,15 @@ class AdmissionMiddleware:
                 return
             if method == "GET" and path == "/metrics" and model is not None:
                 model.refresh_gauges()
-            if method != "POST" or path not in ("/predict", "/explain", "/predict_file", *GET_ALIASES):
+            if method != "POST" and path in POST_ONLY:
+                raise MethodNotAllowedError(f"{path} takes POST with a JSON body (got {method}); see GET /docs",
+                                            field="method")
+            if method != "POST" or path not in (*POST_ONLY, *GET_ALIASES):
                 await self.app(scope, receive, send)
                 return
             s = self.state.settings
             limit = s.max_file_bytes if path == "/predict_file" else s.max_body_bytes
-            body = await _read_body(scope, receive, limit)
+            body = await _read_body(scope, receive, limit, _too_large_hint(path))
             if path in GET_ALIASES:  # no input; a non-object body gets a kit 400, not BentoML's off-schema one
                 if body.strip() and not isinstance(parse_json(body), dict):
                     raise BadRequestError("request body must be a JSON object or empty", field="body")
@@ -113,6 +117,7 @@ class AdmissionMiddleware:
         except KitError as exc:
             status, payload = error_body(exc)
             extra = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+            extra += [(b"allow", b"POST")] if status == 405 else []
             await _send_json(send, status, payload, extra)
             return
         await self.app(scope, _replay(body, receive), send)
@@ -150,7 +155,15 @@ async def _check_form(scope: Scope, body: bytes) -> None:
         raise BadRequestError("send the CSV as a multipart/form-data file field named 'file'", field="file")
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+def _too_large_hint(path: str) -> str:
+    """What to do about a body over the limit, for ``path``."""
+    if path == "/predict_file":
+        return "split the file, or raise KIT_MAX_FILE_BYTES on the server"
+    return ("send many rows as a CSV to POST /predict_file (multipart, up to KIT_MAX_FILE_BYTES), split the request, "
+            "or raise KIT_MAX_BODY_BYTES on the server")
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int, hint: str = "") -> bytes:
     for name, value in scope.get("headers", []):
         if name == b"content-length":
             try:
@@ -158,8 +171,8 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             except ValueError:
                 raise BadRequestError("invalid Content-Length header", field="content-length") from None
             if declared > limit:
-                raise PayloadTooLargeError(f"request body of {declared} bytes is over the limit of {limit} bytes",
-                                           field="body")
+                raise PayloadTooLargeError(f"request body of {declared} bytes is over the limit of {limit} bytes; "
+                                           f"{hint}", field="body")
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -169,7 +182,7 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLargeError(f"request body is over the limit of {limit} bytes", field="body")
+            raise PayloadTooLargeError(f"request body is over the limit of {limit} bytes; {hint}", field="body")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)

@@ -25,3 +25,9 @@ class PayloadTooLargeError(KitError):
     """The request body is larger than the configured limit."""
 
     status_code = 413
+
+
+class MethodNotAllowedError(KitError):
+    """An endpoint that takes POST was called with another method."""
+
+    status_code = 405

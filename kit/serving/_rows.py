@@ -49,15 +49,15 @@ def check_rows(bundle: ModelBundle, payload: Any, max_rows: int) -> list[dict[st
                           "split the request or use /predict_file", field="rows")
     pre = bundle.preprocessor
     names = pre.feature_names_in_
-    known = set(names)
+    known = set(names) | set(pre.constant_)  # constant training columns may be sent; they are ignored
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise SchemaError(f"row {i} is a {type(row).__name__}, expected an object of feature: value", row=i)
         for name in names:
             if name not in row:
                 raise SchemaError(f"row {i}: missing field {name!r}", field=name, row=i)
-        if len(row) != len(names):
-            unknown = next(k for k in row if k not in known)
+        unknown = next((k for k in row if k not in known), None) if len(row) != len(names) else None
+        if unknown is not None:
             raise SchemaError(f"row {i}: unknown field {unknown!r}; the model takes: {', '.join(names)}",
                               field=str(unknown), row=i)
         for name in names:
@@ -79,7 +79,11 @@ def _check_value(kind: str, name: str, value: Any, row: int, categories: list[st
         except OverflowError:
             finite = False
         if not finite:
-            raise SchemaError(f"row {row}: field {name!r} must be finite, got {value!r:.40}", field=name, row=row)
+            if value != value:  # NaN: what Python's json.dumps writes for a missing float
+                raise SchemaError(f"row {row}: field {name!r} is NaN, which JSON does not have; send null for a "
+                                  "missing value (it is imputed with the training median)", field=name, row=row)
+            raise SchemaError(f"row {row}: field {name!r} must be a finite number or null (missing), got "
+                              f"{value!r:.40}", field=name, row=row)
         return
     if not isinstance(value, str | int | bool) or (isinstance(value, float) and not math.isfinite(value)):
         raise SchemaError(f"row {row}: field {name!r} must be a category (string) or null, got "

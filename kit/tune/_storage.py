@@ -4,7 +4,9 @@ Specs:
 
 * ``None`` → a SQLite file ``<run_dir>/optuna.db`` (the embedded default);
 * any SQLAlchemy URL (``sqlite:///...``, ``postgresql+psycopg2://user:pw@host/db``, ``mysql+pymysql://...``)
-  → :class:`optuna.storages.RDBStorage` with heartbeats and a retry of heartbeat-stale trials;
+  → :class:`optuna.storages.RDBStorage` with heartbeats and a retry of heartbeat-stale trials. A
+  plain ``postgresql://`` URL uses psycopg2 when it is installed, else psycopg 3
+  (``postgresql+psycopg://``); a URL whose driver is not installed is refused naming the package;
 * ``journal:PATH`` or a path ending in ``.journal`` → Optuna's journal file storage (append-only
   log with a file lock; good for many local processes, no heartbeats);
 * a plain path ending in ``.db``/``.sqlite``/``.sqlite3`` → that SQLite file.
@@ -98,7 +100,7 @@ def resolve(storage: str | None, run_dir: str | Path = "runs/tune") -> str:
             rel = storage[len("sqlite:///"):]
             if rel and rel != ":memory:":
                 return f"sqlite:///{Path(rel).resolve()}"
-        return storage
+        return with_driver(storage)
     path = Path(storage)
     if path.suffix == ".journal":
         return f"journal:{path.resolve()}"
@@ -107,6 +109,56 @@ def resolve(storage: str | None, run_dir: str | Path = "runs/tune") -> str:
     raise ConfigError(
         f"storage {redact(storage)!r} is not a database URL, journal:PATH, *.journal or *.db path",
         field="storage")
+
+
+DRIVERS: dict[str, tuple[str, str]] = {
+    "postgresql+psycopg2": ("psycopg2", "psycopg2-binary"),
+    "postgresql+psycopg": ("psycopg", "psycopg[binary]"),
+    "postgresql+pg8000": ("pg8000", "pg8000"),
+    "mysql+pymysql": ("pymysql", "PyMySQL"),
+    "mysql+mysqldb": ("MySQLdb", "mysqlclient"),
+}
+"""SQLAlchemy ``dialect+driver`` -> (module to import, pip package)."""
+
+DEFAULT_DRIVERS = {"postgresql": ("postgresql+psycopg2", "postgresql+psycopg"),
+                   "mysql": ("mysql+mysqldb", "mysql+pymysql")}
+"""The drivers a plain ``dialect://`` URL may use, in order (SQLAlchemy's default first)."""
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def with_driver(url: str) -> str:
+    """``url`` with a database driver that is installed, or a ConfigError naming the one to install.
+
+    ``postgresql://`` becomes ``postgresql+psycopg://`` when psycopg2 is missing and psycopg 3 is
+    installed; an explicit ``dialect+driver`` must be importable.
+
+    Raises:
+        ConfigError: If no driver for the URL's database is installed, with the pip command.
+    """
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in DRIVERS:
+        module, package = DRIVERS[scheme]
+        if not _importable(module):
+            raise ConfigError(f"the storage URL {redact(url)} needs the database driver {module!r}, which is not "
+                              f"installed; run: pip install '{package}'", field="storage")
+        return url
+    if scheme in DEFAULT_DRIVERS:
+        for candidate in DEFAULT_DRIVERS[scheme]:
+            if _importable(DRIVERS[candidate][0]):
+                return url if candidate == DEFAULT_DRIVERS[scheme][0] else candidate + url[len(scheme):]
+        packages = " or ".join(f"'{DRIVERS[c][1]}'" for c in DEFAULT_DRIVERS[scheme])
+        raise ConfigError(f"the storage URL {redact(url)} needs a {scheme} driver and none is installed; run: "
+                          f"pip install {packages} (or name one in the URL, e.g. {DEFAULT_DRIVERS[scheme][0]}://)",
+                          field="storage")
+    return url
 
 
 def open_storage(spec: str, heartbeat: int | None = 10) -> BaseStorage:

@@ -150,9 +150,10 @@ class Panel:
         self.session = session if session is not None else Session()
         self.job = Job()
         self.status = widgets.HTML(value="")
-        self.button = widgets.Button(description=self.action, button_style="primary", icon="play")
+        self.button = widgets.Button(description=self.action, button_style="primary", icon="play",
+                                     layout={"width": "auto"})  # never a cut label ("Compare varia...")
         self.stop_button = widgets.Button(description="Stop", button_style="warning", icon="stop",
-                                          disabled=True)
+                                          disabled=True, layout={"width": "auto"})
         self.button.on_click(lambda _b: self.start())
         self.stop_button.on_click(lambda _b: self.stop())
         self.plot = widgets.Image(format="png", layout={"max_width": "640px", "display": "none"})

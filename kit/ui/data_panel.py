@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import math
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,8 +83,18 @@ class DataPanel(Panel):
         self._say(f"uploaded {path.name} ({path.stat().st_size} bytes); set the target column and load it")
 
     def work(self, cancel: threading.Event) -> Dataset:
-        """Load and split the data into the session."""
-        return self.session.load_data(self.config())
+        """Load and split the data into the session; a failure clears what the panel showed."""
+        try:
+            return self.session.load_data(self.config())
+        except Exception:
+            self.clear()
+            raise
+
+    def clear(self) -> None:
+        """Show nothing of a previous dataset (after a failed load)."""
+        self.table.value = ""
+        self.plot.value = b""
+        self.plot.layout.display = "none"
 
     def depends_on(self) -> tuple[str, ...]:
         """Re-render when data is (re)loaded elsewhere (e.g. from a bundle)."""
@@ -92,6 +104,7 @@ class DataPanel(Panel):
         """Show the summary: shape, split sizes, per-column table and class balance."""
         ds, splits = self.session.dataset, self.session.splits
         if ds is None or splits is None:
+            self.clear()
             return
         summary = ds.summary()
         head = (f"<p><b>{ds.name}</b>: {summary.rows} rows, {summary.features} features, target "
@@ -99,8 +112,11 @@ class DataPanel(Panel):
                 f"{len(splits.valid)} / test {len(splits.test)}; "
                 f"{int(summary.columns['missing'].sum())} missing values</p>")
         cols = summary.columns.reset_index()[["column", "role", "kind", "dtype", "missing", "unique", "mean"]]
-        rows = [{str(k): v for k, v in r.items() if v is not None} for r in cols.to_dict("records")]
-        self.table.value = head + "<div style='max-height:260px;overflow:auto'>" + table_html(rows, 60) + "</div>"
+        rows = [{str(k): "" if v is None or (isinstance(v, float) and math.isnan(v)) else v for k, v in r.items()}
+                for r in cols.to_dict("records")]  # text columns have no mean: an empty cell, not nan
+        note = (f"<p style='color:#8a6d00'>{html.escape(summary.constant_note)}</p>" if summary.constant else "")
+        self.table.value = (head + note + "<div style='max-height:260px;overflow:auto'>" + table_html(rows, 60)
+                            + "</div>")
 
     def draw(self, fig: Figure) -> bool:
         """Class balance (classification) or the target's histogram (regression)."""

@@ -38,7 +38,7 @@ class ExplainPanel(Panel):
         self.row = widgets.IntSlider(value=0, min=0, max=0, description="row", style=STYLE, layout=LAYOUT,
                                      disabled=True)
         self.row_info = widgets.HTML()
-        self.row_plot = widgets.Image(format="png", layout={"max_width": "640px"})
+        self.row_plot = widgets.Image(format="png", layout={"max_width": "700px", "display": "none"})
         self.row.observe(lambda _c: self.show_row(), names="value")
         return [self.rows, self.method, self.background_size]
 
@@ -99,12 +99,17 @@ class ExplainPanel(Panel):
         if ex is None:
             return
         i = int(self.row.value)
-        target = f" (class {html.escape(str(ex.target[i]))})" if ex.target is not None else ""
-        self.row_info.value = (f"row {i}: output {ex.outputs[i]:.4f}{target} = base {ex.base_values[i]:.4f} + "
+        predicted = ""
+        if ex.predicted is not None:
+            p = f" (p = {float(ex.confidence[i]):.3f})" if ex.confidence is not None else ""
+            predicted = f"predicted <b>{html.escape(str(ex.predicted[i]))}</b>{p}; "
+        self.row_info.value = (f"row {i}: {predicted}explained output: {html.escape(ex.output)} = "
+                               f"{ex.outputs[i]:.4f} = base {ex.base_values[i]:.4f} + "
                                f"sum of SHAP values {ex.values[i].sum():.4f}")
         fig = self.row_figure()
         if fig is not None:
             self.row_plot.value = png(fig)
+            self.row_plot.layout.display = None
 
     def images(self) -> list[bytes]:
         """Global plot, then the picked row's waterfall."""

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from kit.bundle import ModelBundle
     from kit.quantize import QuantReport, Selection
 
-COLUMNS = ["status", "metric", "metric_drop", "label_agreement", "p50_batch1", "p99_batch1", "p50_batch64",
-           "size_bytes", "size_ratio"]
+COLUMNS = ["status", "metric", "metric_drop", "label_agreement", "p50_batch1", "p50_batch1_noise", "p99_batch1",
+           "p50_batch64", "size_bytes", "size_ratio", "batch_invariant"]
 
 
 class QuantizePanel(Panel):
@@ -97,9 +97,11 @@ class QuantizePanel(Panel):
         """The variant table and the chosen variant with every reason."""
         if self.report is None:
             return
-        frame = self.report.frame[[c for c in COLUMNS if c in self.report.frame.columns]]
-        self.table.value = (f"<p>metric: <b>{self.report.metric}</b> on the test split; latencies in µs</p>"
-                            + frame.to_html(float_format=lambda v: f"{v:.4g}"))
+        frame = self.report.frame[[c for c in COLUMNS if c in self.report.frame.columns]].reset_index()
+        self.table.value = (f"<p>metric: <b>{self.report.metric}</b> on the test split; latencies in µs; "
+                            "<code>_noise</code>: how much the latency moved across the interleaved timing rounds "
+                            "(a variant counts as faster only beyond it)</p>"
+                            + frame.to_html(index=False, float_format=lambda v: f"{v:.4g}"))
         if self.selection is not None:
             reasons = "".join(f"<li>{html.escape(r)}</li>" for r in self.selection.reasons)
             self.choice.value = f"<p>chosen variant: <b>{self.selection.variant}</b></p><ul>{reasons}</ul>"
