@@ -2,8 +2,10 @@
 
 JupyterLab runs on a free 127.0.0.1 port without a token, with a temporary root holding a copy of
 the notebooks (autorun off, smoke on: the test clicks the steps itself). The test runs all cells,
-loads the data, trains, explains, and checks what the page shows. Screenshots go to
-tests/artifacts/ (and the Train view to docs/wizard.png for the README).
+loads the data, trains, tunes and adopts the best parameters (the Train tab then shows exactly the
+tuned run), explains, packages and serves, retrains and serves again (the served model follows),
+and opens an HTML report with the network blocked. Screenshots go to tests/artifacts/ (and the
+Train view to docs/wizard.png for the README).
 """
 
 from __future__ import annotations
@@ -128,12 +130,100 @@ def test_wizard_in_jupyterlab_trains_and_explains(chromium_bin: str, lab: str):
             shutil.copyfile(ARTIFACTS / "wizard-train.png", docs / "wizard.png")
             page.set_viewport_size({"width": 1400, "height": 1000})
 
-            # Step 4: explain the trained model; the method and the additivity check are shown.
+            # Step 3 (#18 item 3): tune, use the best parameters; Train shows that run and that config exactly.
+            page.locator(".lm-TabBar-tab", has_text="3. Tune").first.click()
+            page.locator(".widget-text:visible", has_text="trials").locator("input").first.fill("2")
+            page.locator("button.widget-button:visible", has_text="Tune").first.click()
+            expect(page.get_by_text("the best config retrained").first).to_be_visible(timeout=300_000)
+            page.locator("button.widget-button:visible", has_text="Use best parameters").first.click()
+            expect(page.get_by_text("Train now holds trial").first).to_be_visible(timeout=60_000)
+            page.locator(".lm-TabBar-tab", has_text="2. Train").first.click()
+            expect(page.locator("text=retrained from trial >> visible=true").first).to_be_visible(timeout=60_000)
+            assert page.locator("text=controls differ >> visible=true").count() == 0
+            command = page.locator("code:visible", has_text="kit train").first.inner_text()
+            lr_input = page.locator(".widget-text:visible", has_text="learning rate").locator("input").first
+            shown_lr = float(lr_input.input_value())
+            # the control holds the tuned value itself (no slider snapping it), the same the CLI line trains
+            assert f"--lr {shown_lr!r}" in command or f"--lr {lr_input.input_value()}" in command, command
+            page.screenshot(path=str(ARTIFACTS / "wizard-tuned-train.png"))
+
+            # Step 4: explain the model; the row line says what was predicted and what is explained.
             page.locator(".lm-TabBar-tab", has_text="4. Explain").first.click()
-            page.locator("button.widget-button", has_text="Explain").first.click()
+            page.locator("button.widget-button:visible", has_text="Explain").first.click()
             expect(page.get_by_text("additivity error").first).to_be_visible(timeout=120_000)
-            expect(page.get_by_text("row 0: output").first).to_be_visible()
+            expect(page.get_by_text("explained output").first).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "wizard-explain.png"))
+
+            # Step 7 (#18 item 1): store, serve, check; retrain; the old server is named stale, a restart
+            # serves the new model, and the check compares the served tag and the probabilities.
+            page.locator(".lm-TabBar-tab", has_text="Package").first.click()
+            page.locator("button.widget-button:visible", has_text="Start server").first.click()
+            expect(page.locator("text=the current model >> visible=true").first).to_be_visible(timeout=240_000)
+            page.locator("button.widget-button:visible", has_text="Send test request").first.click()
+            expect(page.locator("td:visible", has_text="matches_notebook").first).to_be_visible(timeout=60_000)
+            first_tag = page.locator("td:visible", has_text="served_tag").locator("xpath=../td[2]").inner_text()
+            assert _row(page, "matches_notebook") == "True"
+            page.locator(".lm-TabBar-tab", has_text="2. Train").first.click()
+            page.locator(".widget-text:visible", has_text="seed").locator("input").first.fill("5")
+            page.locator("button.widget-button:visible", has_text="Train").first.click()
+            expect(page.locator("text=trained in the Train step >> visible=true").first).to_be_visible(
+                timeout=240_000)
+            page.locator(".lm-TabBar-tab", has_text="Package").first.click()
+            expect(page.locator("text=a previous model >> visible=true").first).to_be_visible(timeout=30_000)
+            page.locator("button.widget-button:visible", has_text="Start server").first.click()
+            expect(page.locator("text=the current model >> visible=true").first).to_be_visible(timeout=240_000)
+            page.locator("button.widget-button:visible", has_text="Send test request").first.click()
+            expect(page.locator("td:visible", has_text="served_tag").first).to_be_visible(timeout=60_000)
+            assert _row(page, "served_tag") != first_tag and _row(page, "matches_notebook") == "True"
+            page.screenshot(path=str(ARTIFACTS / "wizard-package.png"))
+            page.locator("button.widget-button:visible", has_text="Stop server").first.click()
         finally:
             page.screenshot(path=str(ARTIFACTS / "wizard-last.png"))
             browser.close()
+
+
+def _row(page, name: str) -> str:
+    """The value cell of the visible Package table row ``name``."""
+    return page.locator("td:visible", has_text=name).first.locator("xpath=../td[2]").inner_text().strip()
+
+
+def test_html_report_shows_every_panel_with_the_network_blocked(chromium_bin: str, tmp_path: Path):
+    """#18 item 4: a `kit run` report renders the wizard's panels with no network at all."""
+    from playwright.sync_api import sync_playwright
+
+    from kit.runner import run_notebooks
+
+    report = run_notebooks([ROOT / "notebooks" / "00_quickstart.ipynb"], {"steps": "data,train,gate"}, smoke=True,
+                           out=tmp_path, echo=False)
+    assert report.ok, report.runs[0].error
+    page_file = report.runs[0].html
+    assert page_file is not None
+    requested: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_bin, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+
+        def block(route) -> None:  # everything but the report file itself
+            requested.append(route.request.url)
+            if route.request.url.startswith("file://"):
+                route.continue_()
+            else:
+                route.abort()
+
+        page.route("**/*", block)
+        try:
+            page.goto(page_file.as_uri(), timeout=60_000)
+            wizard = page.locator(".kit-wizard-static").first
+            wizard.wait_for(timeout=30_000)
+            for title in ("Data", "Train", "Gate"):
+                assert wizard.locator("h4", has_text=title).first.is_visible(), title
+            assert wizard.get_by_text("569 rows").first.is_visible()
+            assert wizard.get_by_text("the model's verdict").first.is_visible()
+            plots = wizard.locator("img")
+            assert plots.count() >= 2
+            assert all(plots.nth(i).evaluate("i => i.complete && i.naturalWidth > 100") for i in range(plots.count()))
+            page.screenshot(path=str(ARTIFACTS / "report-offline.png"), full_page=False)
+        finally:
+            browser.close()
+    # nothing outside the file was even needed: no widget renderer, require.js or MathJax request
+    assert not [u for u in requested if not u.startswith(("file://", "data:"))], requested

@@ -170,3 +170,40 @@ def test_packaging_refuses_a_failed_gate_naming_the_check(bc_bundle):
     # refused before anything is written to the model store
     with pytest.raises(package.GateFailedError, match="latency_p99"):
         package.save(failed, "bc")
+
+
+def test_cli_keeps_every_gate_run_and_a_laxer_pass_needs_a_reason(bc_bundle, tmp_path: Path):
+    """#18 item 5: re-running without the failing option does not clear the failure; --override-reason does."""
+    src = bc_bundle.save(tmp_path / "bc")
+    strict = ["--max-p99-ms", "0.000001", "--skip", "explanation_stability"]
+    assert run_kit("gate", "--bundle", str(src), *strict).returncode == 1
+    lax = run_kit("gate", "--bundle", str(src), "--skip", "explanation_stability")
+    # the run passed, but the bundle's verdict is still run 1: exit 1, and the way out in CLI words
+    assert lax.returncode == 1 and "gate PASSED" in lax.stdout and "not accepted" in lax.stdout
+    assert "--override-reason" in lax.stdout
+    gate_section = json.loads((src / "bundle.json").read_text())["sections"]["gate"]
+    assert gate_section["run"] == 1 and not gate_section["passed"] and len(gate_section["history"]) == 2
+    refused = run_kit("package", "--bundle", str(src), "--name", "bc")
+    assert refused.returncode == 2 and "kit package --bundle BUNDLE --name NAME --force" in refused.stderr
+    assert "kit.package.save" not in refused.stderr and "--override-reason" in refused.stderr
+    ok = run_kit("gate", "--bundle", str(src), "--skip", "explanation_stability", "--override-reason", "typo in limit")
+    assert ok.returncode == 0, ok.stdout
+    verdict = ModelBundle.load(src).gate
+    assert verdict.run == 3 and verdict.override["reason"] == "typo in limit" and verdict.override["by"] == "cli"
+    assert [h["accepted"] for h in verdict.history] == [True, False, True]
+
+
+def test_a_pass_with_the_same_settings_replaces_a_failure_without_a_reason(bc_bundle):
+    from kit.gate._history import laxer
+
+    failed, _ = gate(bc_bundle, config=NO_SHAP.replace(max_p99_ms=1e-6))
+    # the same settings again: a re-measurement, not laxer (a latency pass on a quieter machine counts)
+    assert laxer(failed.gate, check(bc_bundle, config=NO_SHAP.replace(max_p99_ms=1e-6))) == []
+    # a higher limit, or skipping the failed check, is laxer
+    assert laxer(failed.gate, check(bc_bundle, config=NO_SHAP)) == ["latency_p99 with max_p99_ms 1e-06 -> 50.0"]
+    skipped = check(bc_bundle, config=NO_SHAP.replace(max_p99_ms=1e-6, skip=("explanation_stability", "latency_p99")))
+    assert laxer(failed.gate, skipped)[0].startswith("latency_p99 skipped (was max_p99_ms=1e-06")
+    # quantizing makes another model: its gate verdict is gone, not carried over
+    from kit.quantize import attach
+
+    assert "gate" not in attach(failed, "ort-fp32").sections

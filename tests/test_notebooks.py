@@ -129,9 +129,13 @@ def test_quickstart_wizard_ran_every_step(report: Report, bento_home: Path):
     assert store_has(bento_home, "bentos", res["tags"]["bento"])
     run = next(r for r in report.runs if r.name == "00_quickstart")
     html = run.html.read_text()  # type: ignore[union-attr]
-    # Widget state is embedded in the HTML report, and the static fallbacks are there too.
-    assert "application/vnd.jupyter.widget-state+json" in html
-    assert "Quantize" in html and "chosen variant" in html
+    # The HTML report shows every panel's static copy (no widget renderer, no CDN); the executed
+    # notebook keeps the widget state.
+    assert "unpkg.com" not in html and "application/vnd.jupyter.widget-view+json" not in html
+    assert "kit-wizard-static" in html and "chosen variant" in html and "<h4>Gate</h4>" in html
+    assert "data:image/png;base64," in html
+    assert "application/vnd.jupyter.widget-state+json" in run.executed.read_text()
+    assert res["steps"]["gate"]["verdict_passed"] is True
     assert Path(res["bundle_path"]).is_dir()
 
 
@@ -179,12 +183,17 @@ def test_package_serve_notebook(report: Report, bento_home: Path):
     assert store_has(bento_home, "bentos", res["tags"]["bento"])
 
 
-def test_broken_cell_exits_nonzero_naming_notebook_and_cell(tmp_path: Path, capsys):
+def test_broken_cell_exits_nonzero_naming_notebook_and_cell(tmp_path: Path, capfd):
     code = main(["run", "--notebooks", str(FAILURES / "broken_cell.ipynb"), "--out", str(tmp_path), "--no-html"])
-    err = capsys.readouterr().err
+    captured = capfd.readouterr()  # the file descriptors: the kernel process writes to them too
+    err = captured.err
     assert code == 1
-    # The author's 4th cell (markdown, parameters, setup, then the raise) is named, with the error.
-    assert "broken_cell.ipynb" in err and "cell 4" in err and "ValueError: boom after 2 items" in err
+    # The author's 4th cell (markdown, parameters, setup, then the failing cell) is named with the
+    # statement that failed (line 8 of the cell, not its first line) and the error.
+    assert "broken_cell.ipynb" in err and "ValueError: boom after 2 items" in err
+    assert "cell 4, line 8 (In [" in err and "'check(len(items))'" in err
+    # kernels talk over local IPC sockets: no "running over TCP without encryption" warning per notebook
+    assert "without encryption" not in captured.err + captured.out
 
 
 @pytest.mark.parametrize(("args", "message"), [

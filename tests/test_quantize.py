@@ -103,6 +103,29 @@ def test_select_picks_the_fastest_variant_within_budget():
     assert select(report, 0.005, objective="p99_batch64").variant == "ort-int8-dynamic"
 
 
+def test_select_ignores_differences_within_the_measurement_noise():
+    """#18 item 7: 12.11 vs 12.29 µs with ±0.3 µs of noise is a tie; the simplest variant wins it, every run."""
+    report = _fake_report({"torch-fp32": 0.0, "ort-fp32": 0.0, "ort-fp16": 0.0, "ort-int8-dynamic": 0.0},
+                          {"torch-fp32": 50.0, "ort-fp32": 12.29, "ort-fp16": 12.11, "ort-int8-dynamic": 12.2})
+    report.frame["p50_batch1_noise"] = [2.0, 0.6, 0.6, 0.6]
+    choice = select(report, budget=0.005)
+    # fp16 and dynamic int8 are not faster beyond the noise: exact, batch-invariant ort-fp32 is chosen
+    assert choice.variant == "ort-fp32" and "within measurement noise" in choice.reasons[1]
+    assert any(r.startswith("ort-int8-dynamic: tied within noise") for r in choice.reasons)
+    for fp16 in (12.0, 12.35):  # the choice does not flip with the order of noisy measurements
+        report.frame.loc["ort-fp16", "p50_batch1"] = fp16
+        assert select(report, budget=0.005).variant == "ort-fp32"
+    # beyond the noise, the faster one wins
+    report.frame.loc["ort-fp16", "p50_batch1"] = 9.0
+    assert select(report, budget=0.005).variant == "ort-fp16"
+
+
+def test_measured_noise_is_in_the_report_and_the_panel(bc_report):
+    frame = bc_report.frame
+    assert (frame["p50_batch1_noise"] >= 0).all() and (frame["p99_batch64_noise"] >= 0).all()
+    assert not frame.loc["ort-int8-dynamic", "batch_invariant"] and frame.loc["ort-int8-static", "batch_invariant"]
+
+
 def test_select_falls_back_to_fp32_when_nothing_qualifies():
     report = _fake_report({"torch-fp32": 0.0, "ort-int8-dynamic": 0.03, "ort-fp16": 0.0},
                           {"torch-fp32": 50.0, "ort-int8-dynamic": 7.0, "ort-fp16": 6.0}, failed=("ort-fp16",))

@@ -8,6 +8,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -102,6 +103,28 @@ def test_redact_hides_passwords_in_every_form() -> None:
     assert redact("postgresql+psycopg2://kit:s3cr%40t@db:5432/x") == "postgresql+psycopg2://kit:***@db:5432/x"
     assert redact("mysql://u:p@h/db?password=zz&x=1") == "mysql://u:***@h/db?password=***&x=1"
     assert redact("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db"
+
+
+def test_a_url_without_its_driver_names_the_package_to_install() -> None:
+    """#18 item 11: not SQLAlchemy's "Failed to import DB access module"; psycopg 3 serves a plain URL too."""
+    code = ("import sys; sys.modules['psycopg2'] = None; sys.modules['psycopg'] = None\n"
+            "from kit.tune._storage import resolve\n"
+            "try:\n    resolve('postgresql://kit:pw@127.0.0.1/kit')\nexcept Exception as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert "needs a postgresql driver" in out and "pip install 'psycopg2-binary' or 'psycopg[binary]'" in out
+    assert "pw" not in out.replace("kit:***", "")
+    code = ("import sys; sys.modules['psycopg2'] = None\n"
+            "from kit.tune._storage import resolve\nprint(resolve('postgresql://kit:pw@127.0.0.1/kit'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.strip() == "postgresql+psycopg://kit:pw@127.0.0.1/kit"  # psycopg 3 when psycopg2 is absent
+
+
+@pytest.mark.postgres
+def test_psycopg3_url_runs_a_study_on_postgres(postgres_url: str, tmp_path: Path) -> None:
+    url = "postgresql+psycopg://" + postgres_url.split("://", 1)[1]
+    result = tune("breast_cancer", space=TINY, n_trials=2, train=FAST.replace(epochs=3), storage=url,
+                  study_name=_name(), pruner="none", retrain=False)
+    assert result.counts() == {"COMPLETE": 2} and result.storage.startswith("postgresql+psycopg://")
 
 
 def test_unreachable_storage_fails_fast_without_the_password(capsys: pytest.CaptureFixture[str]) -> None:
