@@ -40,7 +40,7 @@ def train_cases(d: Path) -> list[tuple[str, list[str], str]]:
         ("all-missing column", [write(d / "nan.csv", pd.DataFrame({**ab, "b": [np.nan] * 10})), "y"],
          "'b' in nan.csv has no values"),
         ("text in numeric column", [write(d / "typo.csv", pd.DataFrame({"a": typo, "y": [0, 1] * 10})), "y"],
-         "row 7 holds 'twelve'"),
+         "line 9 (data row 7) holds 'twelve'"),
         ("missing target values", [write(d / "my.csv", pd.DataFrame({"a": range(6), "y": [0, 1, None, 1, 0, 1]})),
                                    "y"], "missing in 1 rows"),
         ("single class", [write(d / "one.csv", pd.DataFrame({"a": range(6), "y": ["x"] * 6})), "y"], "single class"),
