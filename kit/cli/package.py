@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 
@@ -12,8 +13,8 @@ def _cmd_package(args: argparse.Namespace) -> int:
 
     bundle = ModelBundle.load(args.bundle)
     tag = save(bundle, args.name, force=args.force, reason=args.reason, by="cli")
-    print(tag)
-    print(gate_line(bundle))
+    print(tag)  # stdout holds the tag alone: TAG=$(kit package ...)
+    print(f"{tag} {gate_line(bundle)}", file=sys.stderr)
     return 0
 
 
