@@ -160,7 +160,7 @@ def test_wizard_in_jupyterlab_trains_and_explains(chromium_bin: str, lab: str):
             page.locator("button.widget-button:visible", has_text="Start server").first.click()
             expect(page.locator("text=the current model >> visible=true").first).to_be_visible(timeout=240_000)
             page.locator("button.widget-button:visible", has_text="Send test request").first.click()
-            expect(page.locator("td:visible", has_text="matches_notebook").first).to_be_visible(timeout=60_000)
+            expect(page.locator("td:visible", has_text="matches_notebook").first).to_be_visible(timeout=180_000)
             first_tag = page.locator("td:visible", has_text="served_tag").locator("xpath=../td[2]").inner_text()
             assert _row(page, "matches_notebook") == "True"
             page.locator(".lm-TabBar-tab", has_text="2. Train").first.click()
@@ -173,7 +173,7 @@ def test_wizard_in_jupyterlab_trains_and_explains(chromium_bin: str, lab: str):
             page.locator("button.widget-button:visible", has_text="Start server").first.click()
             expect(page.locator("text=the current model >> visible=true").first).to_be_visible(timeout=240_000)
             page.locator("button.widget-button:visible", has_text="Send test request").first.click()
-            expect(page.locator("td:visible", has_text="served_tag").first).to_be_visible(timeout=60_000)
+            expect(page.locator("td:visible", has_text="served_tag").first).to_be_visible(timeout=180_000)
             assert _row(page, "served_tag") != first_tag and _row(page, "matches_notebook") == "True"
             page.screenshot(path=str(ARTIFACTS / "wizard-package.png"))
             page.locator("button.widget-button:visible", has_text="Stop server").first.click()
