@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ def notebook_results(notebook: str, *, bundle: ModelBundle | None = None, bundle
         bundle_path: Where it was saved (``kit run`` passes it to the next notebook as ``bundle_path``).
         smoke: Whether it ran with the smoke profile.
         data: The data config (defaults to the bundle's own).
-        artifacts: Other files written, by name.
+        artifacts: Other files written, by name (``Path`` values are made absolute).
         tags: Names registered elsewhere (model store tag, bento tag, data hash ...).
         steps: Each step's JSON-able summary, by step name.
         **extra: More top-level keys (a notebook's own figures).
@@ -54,7 +55,9 @@ def notebook_results(notebook: str, *, bundle: ModelBundle | None = None, bundle
         "metrics": bundle.metrics if bundle is not None else {},
         "runtime": dict(bundle.runtime_info) if bundle is not None else None,
         "bundle_path": path,
-        "artifacts": {**({"bundle": path} if path else {}), **dict(artifacts or {})},
+        "artifacts": {**({"bundle": path} if path else {}),
+                      **{k: str(Path(v).resolve()) if isinstance(v, os.PathLike) else v
+                         for k, v in (artifacts or {}).items()}},
         "tags": dict(tags or {}),
         "steps": dict(steps or {}),
     }

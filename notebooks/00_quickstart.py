@@ -34,14 +34,16 @@ epochs: int = 200  # maximum training epochs (early stopping is on)
 autorun: bool = True  # run every step from code below the wizard; False to click through it yourself
 steps: str = "data,train,tune,explain,quantize,gate,package"  # the steps autorun runs, comma separated
 smoke: bool = False  # tiny epochs and trials, for CI
-output_dir: str = "../runs/00_quickstart"  # where bundles and results.json are written
+output_dir: str = ""  # where bundles and results.json go; empty: runs/00_quickstart in the project folder
 
 # %%
 import kit
+from kit.notebook import output_folder
 from kit.ui import Wizard
 
 wizard = Wizard(data=kit.DataConfig(source=data, target=target or None),
-                train=kit.TrainConfig(epochs=epochs), output_dir=output_dir, smoke=smoke)
+                train=kit.TrainConfig(epochs=epochs), output_dir=output_folder(output_dir, "00_quickstart"),
+                smoke=smoke)
 wizard
 
 # %% [markdown]

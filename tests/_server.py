@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit import package
+from kit.package import free_port
 
 _CACHED = ("bentoml_home", "bento_store_dir", "model_store_dir", "tmp_bento_store_dir", "env_store_dir",
            "bento_store", "model_store", "tmp_bento_store", "result_store_file")
@@ -28,12 +28,6 @@ def use_bentoml_home(path: Path) -> None:
     os.environ["BENTOML_HOME"] = str(path)
     for name in _CACHED:
         getattr(BentoMLContainer, name)._cache = sentinel
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -1,5 +1,6 @@
 import pytest
 
+import kit
 from kit import ConfigError, DataConfig, TrainConfig
 
 
@@ -36,3 +37,10 @@ def test_replace_validates_again():
     assert TrainConfig().replace(epochs=5).epochs == 5
     with pytest.raises(ConfigError):
         TrainConfig().replace(epochs=-1)
+
+
+def test_smoke_if_applies_the_smoke_profile_only_when_on():
+    config = TrainConfig(epochs=200, patience=20)
+    assert config.smoke_if(True) == config.smoke()
+    assert config.smoke_if(True).epochs == kit.SMOKE.epochs
+    assert config.smoke_if(False) is config

@@ -63,6 +63,26 @@ def test_each_pair_holds_the_same_cells_without_outputs(source: Path):
     assert re.search(r"^output_dir: str = .+  # ", params[0].source, re.M)
 
 
+STEPS = [p for p in SOURCES if p.stem != "00_quickstart"]
+
+
+@pytest.mark.parametrize("source", STEPS, ids=lambda p: p.stem)
+def test_step_notebooks_read_as_tutorials(source: Path):
+    nb = jupytext.read(source)
+    params = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    # Every parameters line is a typed, commented parameter or a "# heading" comment (no unlabelled gap).
+    assert all(re.match(r"^(# \S.*|\w+: \w+ = .+  # \S.*)$", line) for line in params.splitlines()), params
+    # The default output folder does not depend on the working directory (kit.notebook.output_folder).
+    assert 'output_dir: str = ""' in params and f'output_folder(output_dir, "{source.stem}")' in code
+    # Smoke goes through the one profile, never a ternary in the tutorial code.
+    assert "if smoke else" not in code and "smoke_if(smoke)" in code
+    # Each notebook says how long a full run takes.
+    assert "**How long:**" in nb.cells[0].source
+    if "bundle_path: str" in params:  # 02-05: start from a bundle or train on any data, CSV included
+        assert "target: str" in params and "load_or_train(bundle_path, data, target, smoke=smoke)" in code
+
+
 @pytest.fixture(scope="module")
 def bento_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private BentoML store for the notebooks' kernels."""
@@ -91,6 +111,22 @@ def results(report: Report, name: str) -> dict:
     # The executed notebook and its HTML report are kept, whatever the notebook.
     assert run.executed.exists() and run.html is not None and run.html.stat().st_size > 10_000
     return json.loads((run.output_dir / "results.json").read_text())
+
+
+def figures(report: Report, name: str) -> list[str]:
+    """The first line of each code cell that drew a figure (a PNG output), in the executed notebook."""
+    run = next(r for r in report.runs if r.name == name)
+    nb = nbformat.read(run.executed, as_version=4)
+    return [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "code"
+            for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+
+
+def outputs(report: Report, name: str, marker: str) -> str:
+    """The text a notebook printed in the code cell whose source holds ``marker``."""
+    run = next(r for r in report.runs if r.name == name)
+    nb = nbformat.read(run.executed, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and marker in c.source)
+    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
 
 
 def store_has(home: Path, kind: str, tag: str) -> bool:
@@ -145,6 +181,8 @@ def test_data_train_notebook(report: Report):
     bundle = ModelBundle.load(res["bundle_path"])
     assert bundle.metrics == res["metrics"]
     assert len(bundle.predict(bundle.example(3))) == 3
+    # Shown inline: the target, the features, the training curves, the confusion matrix and ROC curve.
+    assert len(figures(report, "01_data_train")) == 4
 
 
 def test_tune_notebook(report: Report):
@@ -152,6 +190,11 @@ def test_tune_notebook(report: Report):
     assert sum(res["tuning"]["n_trials"].values()) >= 3
     assert res["metrics"]["test"]["accuracy"] >= FLOOR
     assert Path(res["artifacts"]["plots"]).stat().st_size > 1000
+    # The trials plot (pruned trials included) is shown inline and saved; importances when the study can tell.
+    assert figures(report, "02_tune")[0] == "display(result.plot_trials())"
+    assert len(figures(report, "02_tune")) == 1 + bool(res["importances"])
+    assert Path(res["artifacts"]["trials_plot"]).stat().st_size > 1000
+    assert not res["importances"] or sum(res["importances"].values()) == pytest.approx(1.0)
     # The tuned bundle says which study and trial it came from.
     assert ModelBundle.load(res["bundle_path"]).sections["tuning"]["best_trial"] == res["tuning"]["best_trial"]
 
@@ -163,6 +206,10 @@ def test_explain_notebook(report: Report):
     assert len(res["top_features"]) == 5
     assert Path(res["artifacts"]["importance_plot"]).exists()
     assert "explanation" in ModelBundle.load(res["bundle_path"]).sections
+    # Bar, beeswarm, dependence and waterfall plots, each shown inline.
+    assert len(figures(report, "03_explain")) == 4
+    # The row shown in detail: its output adds up from the base value, in the stated units.
+    assert "explained output (log-odds of class 'benign')" in outputs(report, "03_explain", "ex.row_index[row]")
 
 
 def test_quantize_notebook(report: Report):
@@ -172,6 +219,12 @@ def test_quantize_notebook(report: Report):
                                                               and chosen.runtime_info["name"] == "torch")
     assert res["metrics"]["test"]["accuracy"] >= FLOOR and res["agreement_with_fp32"] >= 0.95
     assert Path(res["artifacts"]["pareto_plot"]).exists()
+    # Latency by batch size: every measured variant at each size, plotted inline and saved.
+    timed = {(r["variant"], r["batch"]) for r in res["latency_by_batch"]}
+    ok = [name for name, v in res["variants"].items() if v["status"] == "ok"]
+    assert timed == {(v, b) for v in ok for b in (1, 4, 16, 64, 256)}
+    assert Path(res["artifacts"]["latency_by_batch_plot"]).stat().st_size > 1000
+    assert len(figures(report, "04_quantize")) == 2
 
 
 def test_package_serve_notebook(report: Report, bento_home: Path):
@@ -181,6 +234,11 @@ def test_package_serve_notebook(report: Report, bento_home: Path):
     assert res["gate"] in (True, False)
     assert store_has(bento_home, "models", res["tags"]["model"])
     assert store_has(bento_home, "bentos", res["tags"]["bento"])
+    # The default store name comes from the dataset; the curl call from a shell got the same answer.
+    assert res["tags"]["model"].startswith("kit-breast_cancer:")
+    printed = outputs(report, "05_package_serve", "!{curl}").splitlines()
+    assert printed[0].startswith("curl -s -X POST " + res["served"]["url"] + "/predict")
+    assert json.loads(printed[-1]) == res["served"]["response"][:1]
 
 
 def test_broken_cell_exits_nonzero_naming_notebook_and_cell(tmp_path: Path, capfd):

@@ -26,6 +26,26 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.parametrize(("source", "name"), [
+    ("breast_cancer", "kit-breast_cancer"),
+    ("data/Churn 2024.csv", "kit-churn-2024"),
+    ("/abs/path/sales.v2.parquet", "kit-sales.v2"),
+    ("C:\\data\\Customers.csv", "kit-customers"),
+    ("__.csv", "kit-model"),
+])
+def test_default_name_is_kit_and_the_dataset_name(source: str, name: str) -> None:
+    assert package.default_name(source) == name
+    assert package._store._NAME.match(name)  # a name save() accepts
+
+
+def test_free_port_is_bindable_on_loopback() -> None:
+    import socket
+
+    port = package.free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # nothing holds it
+
+
 def test_save_records_labels_metadata_and_loads_back(home: Path, bc_bundle: ModelBundle) -> None:
     import bentoml
 

@@ -18,6 +18,7 @@ from kit.quantize import (
     attach,
     compare,
     export_onnx,
+    latency_by_batch,
     select,
 )
 
@@ -283,6 +284,38 @@ def test_pareto_plot_has_a_point_per_variant(bc_report):
     assert [t.get_text() for t in ax.get_legend().get_texts()] == list(bc_report.frame.index)
     assert not ax.texts  # no labels beside the points that could overlap
     assert "latency" in ax.get_xlabel()
+
+
+def test_summary_names_the_units_and_keeps_the_measured_numbers(bc_report):
+    summary = bc_report.summary()
+    assert list(summary.index) == list(bc_report.frame.index)
+    assert {"p50 batch 1 (µs)", "p99 batch 1 (µs)", "p50 batch 64 (µs)", "size (KiB)"} <= set(summary.columns)
+    assert summary["p50 batch 1 (µs)"].tolist() == bc_report.frame["p50_batch1"].tolist()
+    assert summary["size (KiB)"].tolist() == (bc_report.frame["size_bytes"] / 1024).tolist()
+    assert summary["test accuracy"].tolist() == bc_report.frame["metric"].tolist()
+
+
+def test_latency_by_batch_times_every_measured_variant_at_each_size(bc_bundle, bc_report, bc_rows):
+    X, _, _ = bc_rows
+    lat = latency_by_batch(bc_bundle, bc_report, X, batch_sizes=(8, 1, 32))
+    frame = lat.frame
+    # one row per (variant, batch), sizes sorted, variants in the report's order
+    assert list(frame["variant"].unique()) == list(bc_report.frame.index)
+    assert frame.groupby("variant")["batch"].apply(list).map(lambda b: b == [1, 8, 32]).all()
+    assert (frame["p50_us"] > 0).all() and (frame["p99_us"] >= frame["p50_us"]).all()
+    # the derived columns follow from p50 and the batch size
+    np.testing.assert_allclose(frame["us_per_row"], frame["p50_us"] / frame["batch"])
+    np.testing.assert_allclose(frame["rows_per_s"], frame["batch"] / frame["p50_us"] * 1e6)
+    assert lat.settings == {"threads": 1, "repeats": FAST["repeats"], "warmup": FAST["warmup"]}
+    fig = lat.plot()
+    assert [len(ax.lines) for ax in fig.axes] == [len(bc_report.frame)] * 2
+    assert "batch size" in fig.axes[0].get_xlabel() and "µs" in fig.axes[0].get_ylabel()
+
+
+def test_latency_by_batch_refuses_a_bad_batch_size(bc_bundle, bc_report, bc_rows):
+    with pytest.raises(DataError) as info:
+        latency_by_batch(bc_bundle, bc_report, bc_rows[0], batch_sizes=(0, 4))
+    assert info.value.field == "batch_sizes"
 
 
 def test_cli_prints_the_table_and_writes_the_bundle(bc_bundle, tmp_path: Path, capsys):

@@ -226,6 +226,54 @@ def test_median_pruner_decides_like_optuna_from_a_snapshot_of_complete_trials() 
     assert not ours.prune(study, frozen) and not theirs.prune(study, frozen)  # the median is now 5.0
 
 
+def _study_with_pruned_trials() -> optuna.Study:
+    """Four completed trials of 10 epochs and two pruned at epoch 4, with log-loss-like values."""
+    study = optuna.create_study(direction="minimize")
+    dist = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
+            "width": optuna.distributions.IntDistribution(8, 256)}
+    for i, state in enumerate(["COMPLETE", "PRUNED", "COMPLETE", "COMPLETE", "PRUNED", "COMPLETE"]):
+        steps = range(1, 11) if state == "COMPLETE" else range(1, 5)
+        curve = {step: 0.7 / step**2 + 0.01 * i for step in steps}
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr": 10 ** -(1 + i % 3), "width": 16 * (i + 1)}, distributions=dist,
+            value=min(curve.values()) if state == "COMPLETE" else None, intermediate_values=curve,
+            state=optuna.trial.TrialState[state]))
+    return study
+
+
+def test_plot_trials_shows_completed_and_pruned_trials_apart() -> None:
+    from kit.tune import plot_trials
+
+    fig = plot_trials(_study_with_pruned_trials(), "log_loss")
+    curves, values = fig.axes
+    labels = [t.get_text() for t in curves.get_legend().get_texts()]
+    assert labels == ["completed (4)", "pruned (2)"]
+    # A curve per trial; each pruned curve ends in an x at the epoch it was pruned (4).
+    pruned_marks = [line for line in curves.lines if line.get_marker() == "x"]
+    assert len(curves.lines) == 6 + 2 and [m.get_xdata()[0] for m in pruned_marks] == [4, 4]
+    # Right: a point per trial (pruned ones at their last reported value) and the best-so-far line.
+    assert [len(c.get_offsets()) for c in values.collections] == [4, 2]
+    assert [t.get_text() for t in values.get_legend().get_texts()][-1] == "best so far"
+    assert "log_loss" in curves.get_ylabel() and curves.get_xlabel() == "epoch"
+    assert curves.get_yscale() == "log"  # 0.7 down to 0.007: a log axis keeps the good trials apart
+
+
+def test_importances_need_two_completed_trials() -> None:
+    from kit.tune import importances
+
+    study = _study_with_pruned_trials()
+    found = importances(study)
+    assert set(found) == {"lr", "width"} and sum(found.values()) == pytest.approx(1.0)
+    assert list(found.values()) == sorted(found.values(), reverse=True)
+    single = optuna.create_study()
+    single.add_trial(study.trials[0])
+    assert importances(single) == {}  # one completed trial tells nothing
+    same = optuna.create_study()
+    for trial in (study.trials[0], study.trials[0]):
+        same.add_trial(trial)
+    assert importances(same) == {}  # nor do two with the same value
+
+
 def test_same_seed_one_worker_gives_the_same_trials(tmp_path: Path) -> None:
     runs = [tune("wine", space=TINY, n_trials=4, train=FAST, run_dir=tmp_path, study_name=f"s{i}", seed=7,
                  pruner="none", retrain=False, threads=1) for i in range(2)]

@@ -96,6 +96,13 @@ class _Config:
         """This config with the :data:`SMOKE` profile applied (the same copy for any config)."""
         return self
 
+    def smoke_if(self: C, on: bool) -> C:
+        """:meth:`smoke` when ``on``, else this config unchanged.
+
+        A notebook's ``smoke`` parameter in one call: ``TrainConfig(epochs=200).smoke_if(smoke)``.
+        """
+        return self.smoke() if on else self
+
 
 def _check(cond: bool, message: str, field_name: str) -> None:
     if not cond:

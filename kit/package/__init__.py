@@ -15,8 +15,8 @@ before it. :func:`served` is the one answer to "which model does a server load".
     bento = kit.package.build(tag)               # -> "kit:<version>"
     kit.package.serve(tag, port=3000)            # blocks; bentoml serve on 127.0.0.1
 
-Modules: ``_store`` (save, load), ``_promotions`` (promote, rollback, history), ``_resolve`` (served,
-resolve, models), ``_bento`` (build), ``_server`` (start, stop, serve), ``_batch`` (predict_file).
+Modules: ``_store`` (save, load, default_name), ``_promotions`` (promote, rollback, history), ``_resolve`` (served,
+resolve, models), ``_bento`` (build), ``_server`` (start, stop, serve, free_port), ``_batch`` (predict_file).
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from kit.package._batch import predict_file
 from kit.package._bento import BENTOS_DIR, build
 from kit.package._promotions import PROMOTIONS, history, promote, promoted, promotions_path, rollback
 from kit.package._resolve import ServedRef, models, resolve, served
-from kit.package._server import serve, serve_command, start, stop, wait_ready
-from kit.package._store import GateFailedError, bentoml_home, gate_line, load, save
+from kit.package._server import free_port, serve, serve_command, start, stop, wait_ready
+from kit.package._store import GateFailedError, bentoml_home, default_name, gate_line, load, save
 
-__all__ = ["BENTOS_DIR", "PROMOTIONS", "GateFailedError", "ServedRef", "bentoml_home", "build", "gate_line", "history",
-           "load", "models", "predict_file", "promote", "promoted", "promotions_path", "resolve", "rollback", "save",
-           "serve", "serve_command", "served", "start", "stop", "wait_ready"]
+__all__ = ["BENTOS_DIR", "PROMOTIONS", "GateFailedError", "ServedRef", "bentoml_home", "build", "default_name",
+           "free_port", "gate_line", "history", "load", "models", "predict_file", "promote", "promoted",
+           "promotions_path", "resolve", "rollback", "save", "serve", "serve_command", "served", "start", "stop",
+           "wait_ready"]

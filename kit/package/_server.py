@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,14 @@ from typing import Any
 from kit.errors import KitError, require
 from kit.package._bento import BENTOS_DIR
 from kit.package._resolve import served
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on now (for :func:`start` when any port will do)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def serve_command(target: str = str(BENTOS_DIR), *, port: int = 3000, host: str = "127.0.0.1") -> list[str]:

@@ -25,6 +25,18 @@ if TYPE_CHECKING:
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
 
 
+def default_name(source: str) -> str:
+    """The store name a model gets when none is given: ``kit-`` and its dataset's name.
+
+    ``source`` is a built-in dataset name or a file path (a bundle's ``data_config.source``); the
+    folder and extension are dropped and the rest lowercased, with runs of other characters than
+    letters, digits, ``.``, ``_`` and ``-`` made one ``-``: ``"breast_cancer"`` gives
+    ``"kit-breast_cancer"``, ``"data/Churn 2024.csv"`` gives ``"kit-churn-2024"``.
+    """
+    stem = Path(source.replace("\\", "/").rsplit("/", 1)[-1]).stem if source else ""
+    return "kit-" + (re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-._") or "model")
+
+
 class GateFailedError(KitError):
     """The bundle's release gate failed and ``force`` was not given."""
 

@@ -13,6 +13,7 @@ Typical use::
     report = compare(bundle)                    # the bundle's own test split; QuantizeConfig fields as kwargs
     choice = select(report)                     # within the budget (default DEFAULT_BUDGET = 0.005)
     served = attach(bundle, choice)             # ONNX artifact + sha256 + QuantizationSection in the bundle
+    latency_by_batch(bundle, report, X).plot()  # each variant's latency at batch sizes 1 ... 256
 
 Export uses ``torch.onnx.export`` (the dynamo exporter, the TorchScript one as a fallback)
 with a dynamic batch axis; a graph is accepted only when ONNX Runtime reproduces the torch
@@ -21,18 +22,19 @@ Latencies are of ``runtime.run`` on preprocessed rows (preprocessing is the same
 variant), in microseconds, after a warm-up, with ``threads`` intra-op threads.
 
 Modules: ``_variants`` (names), ``_export`` (torch -> verified ONNX), ``_graph`` (fp32 fused, int8,
-fp16 graphs), ``_compare`` (measuring), ``_select`` (choosing and attaching).
+fp16 graphs), ``_compare`` (measuring), ``_batches`` (latency by batch size), ``_select`` (choosing and attaching).
 """
 
 from __future__ import annotations
 
 from kit.config import DEFAULT_BUDGET, QuantizeConfig
+from kit.quantize._batches import BATCH_SIZES, BatchLatency, latency_by_batch
 from kit.quantize._compare import QuantReport, compare
 from kit.quantize._export import EXPORT_ATOL, EXPORT_RTOL, ExportError, compact, export_onnx
 from kit.quantize._graph import MIN_CALIBRATION, quantize_graph
 from kit.quantize._select import Selection, attach, select
 from kit.quantize._variants import BASELINE, OBJECTIVES, VARIANTS, Variant, check_variants
 
-__all__ = ["BASELINE", "DEFAULT_BUDGET", "EXPORT_ATOL", "EXPORT_RTOL", "MIN_CALIBRATION", "OBJECTIVES", "VARIANTS",
-           "ExportError", "QuantReport", "QuantizeConfig", "Selection", "Variant", "attach", "check_variants",
-           "compact", "compare", "export_onnx", "quantize_graph", "select"]
+__all__ = ["BASELINE", "BATCH_SIZES", "DEFAULT_BUDGET", "EXPORT_ATOL", "EXPORT_RTOL", "MIN_CALIBRATION", "OBJECTIVES",
+           "VARIANTS", "BatchLatency", "ExportError", "QuantReport", "QuantizeConfig", "Selection", "Variant", "attach",
+           "check_variants", "compact", "compare", "export_onnx", "latency_by_batch", "quantize_graph", "select"]

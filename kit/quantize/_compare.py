@@ -64,6 +64,30 @@ class QuantReport:
     def __str__(self) -> str:
         return self.table()
 
+    def summary(self) -> pd.DataFrame:
+        """The columns a reader compares first, named with their units (what a notebook shows).
+
+        Test metric and its drop versus torch fp32, the share of test rows labelled as torch fp32
+        labels them (classifiers), p50/p99 latency of one row and p50 of 64 rows per call (µs),
+        rows per second at batch 64, artifact size (KiB) and how many times smaller than fp32.
+        """
+        f = self.frame
+        out = pd.DataFrame(index=f.index)
+        out["status"] = f["status"]
+        if "metric" in f.columns:
+            out[f"test {self.metric}"] = f["metric"]
+            out["drop vs torch-fp32"] = f["metric_drop"]
+            if self.task != "regression":
+                out["same label as fp32"] = f["label_agreement"]
+        for column, label in (("p50_batch1", "p50 batch 1 (µs)"), ("p99_batch1", "p99 batch 1 (µs)"),
+                              ("p50_batch64", "p50 batch 64 (µs)"), ("rows_per_s", "rows/s at batch 64")):
+            if column in f.columns:
+                out[label] = f[column].round().astype("Int64") if column == "rows_per_s" else f[column]
+        if "size_bytes" in f.columns:
+            out["size (KiB)"] = f["size_bytes"] / 1024
+            out["x smaller than fp32"] = f["size_ratio"]
+        return out
+
     def _repr_html_(self) -> str:
         html: str = self.frame.to_html(float_format=lambda v: f"{v:.4g}")
         return html

@@ -13,7 +13,7 @@ config, space, metric, pruner, sampler) as the user attribute ``kit``, so
 ``kit tune-worker --storage URL --study NAME`` can join from another machine.
 
 Modules: ``_tune`` (tune, create_study, run_worker), ``_study`` (recipe, objective, worker loop),
-``_space`` (search-space syntax), ``_storage`` (storage specs), ``_plots`` (figures).
+``_space`` (search-space syntax), ``_storage`` (storage specs), ``_plots`` (figures, importances).
 
 Example::
 
@@ -25,10 +25,10 @@ Example::
 from __future__ import annotations
 
 from kit.config import PRUNERS, SAMPLERS, TuneConfig
-from kit.tune._plots import plots, save_plots
+from kit.tune._plots import importances, plot_trials, plots, save_plots
 from kit.tune._space import DEFAULT_SPACE, Space
 from kit.tune._storage import redact, resolve
 from kit.tune._tune import TuneResult, create_study, run_worker, trial_counts, tune
 
-__all__ = ["DEFAULT_SPACE", "PRUNERS", "SAMPLERS", "Space", "TuneConfig", "TuneResult", "create_study", "plots",
-           "redact", "resolve", "run_worker", "save_plots", "trial_counts", "tune"]
+__all__ = ["DEFAULT_SPACE", "PRUNERS", "SAMPLERS", "Space", "TuneConfig", "TuneResult", "create_study", "importances",
+           "plot_trials", "plots", "redact", "resolve", "run_worker", "save_plots", "trial_counts", "tune"]

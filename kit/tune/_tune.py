@@ -20,6 +20,7 @@ from kit.tune._study import ATTR, Setup, finished, open_study, states, work
 
 if TYPE_CHECKING:
     import optuna
+    from matplotlib.figure import Figure
 
     from kit.bundle import ModelBundle
     from kit.data import DataLike, Dataset
@@ -102,6 +103,18 @@ class TuneResult:
         from kit.tune._plots import plots
 
         return plots(self.study)
+
+    def plot_trials(self) -> Figure:
+        """Every trial, completed and pruned, as a matplotlib figure (see :func:`kit.tune.plot_trials`)."""
+        from kit.tune._plots import plot_trials
+
+        return plot_trials(self.study, self.metric)
+
+    def importances(self) -> dict[str, float]:
+        """How much each searched parameter explains the results (see :func:`kit.tune.importances`)."""
+        from kit.tune._plots import importances
+
+        return importances(self.study)
 
     def save_plots(self, path: str | os.PathLike[str]) -> Path:
         """Write every figure into one self-contained HTML file (see :func:`kit.tune.save_plots`)."""

@@ -14,8 +14,6 @@ from __future__ import annotations
 import atexit
 import html
 import json
-import re
-import socket
 import threading
 import urllib.error
 import urllib.request
@@ -43,14 +41,6 @@ def _stop_all() -> None:
 
 
 atexit.register(_stop_all)
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class PackagePanel(Panel):
@@ -93,8 +83,9 @@ class PackagePanel(Panel):
         return [self.name, self.port, self.build_bento]
 
     def _default_name(self) -> str:
-        source = self.session.data_config.source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-        return "kit-" + (re.sub(r"[^a-z0-9._-]+", "-", source.lower()).strip("-._") or "model")
+        from kit.package import default_name
+
+        return default_name(self.session.data_config.source)
 
     def _follow_data(self) -> None:
         """Keep the default name in step with the data, unless the user typed their own."""
@@ -138,7 +129,7 @@ class PackagePanel(Panel):
 
         self.stop_serving()
         tag = self.current_tag()
-        port = int(self.port.value) or free_port()
+        port = int(self.port.value) or package.free_port()
         self.session.output_dir.mkdir(parents=True, exist_ok=True)
         self._log = (self.session.output_dir / "server.log").open("ab")
         self.server = package.start(tag, port=port, host="127.0.0.1", log=self._log)
