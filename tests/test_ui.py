@@ -389,3 +389,27 @@ def test_static_copy_of_the_wizard_holds_every_panel_and_its_plots(trained: Sess
     wizard.panels["train"].render()
     wizard.panels["train"].refresh_plot()
     assert "data:image/png;base64," in wizard.static_html()
+
+
+def test_a_click_while_a_step_finishes_is_not_lost(session: Session):
+    import threading
+
+    panel = DataPanel(session)
+    release, rendering = threading.Event(), threading.Event()
+    finished = panel._finished
+
+    def slow_finish(result, seconds):  # the outcome takes a while to render (tables, plots, static copy)
+        rendering.set()
+        release.wait(10)
+        finished(result, seconds)
+
+    panel._finished = slow_finish  # type: ignore[method-assign]
+    job = panel.start(lambda _c: "first", "loading")
+    assert rendering.wait(10)
+    # while the outcome renders, every button stays disabled, so a user cannot click into the gap
+    assert panel.button.disabled and job.running
+    threading.Timer(0.3, release.set).start()
+    # a second start during that moment waits for the first to end instead of being dropped silently
+    second = panel.start(lambda _c: "second", "loading again")
+    second.wait(10)
+    assert second.result == "second" and not panel.button.disabled

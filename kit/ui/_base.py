@@ -219,20 +219,23 @@ class Panel:
         Returns:
             The job (``job.wait()`` blocks until it ends); the running one if a job is still busy.
         """
-        if self.job.running:
+        if self.job.running and not self.job.wait(2.0):  # a job just finishing releases the panel within moments
+            self._say(f"still busy: wait for the running step to finish (or Stop it) before {what}")
             return self.job
         self._busy(True)
         self._say(f"{what} ...")
         began = time.perf_counter()
 
         def done(job: Job) -> None:
-            self._busy(False)
-            if job.error is not None:
-                self._say(error_text(job.error), error=True)
-                if not isinstance(job.error, KitError):
-                    self.table.value = f"<pre>{html.escape(''.join(traceback.format_exception(job.error)))}</pre>"
-            else:
-                self._finished(job.result, time.perf_counter() - began)
+            try:
+                if job.error is not None:
+                    self._say(error_text(job.error), error=True)
+                    if not isinstance(job.error, KitError):
+                        self.table.value = f"<pre>{html.escape(''.join(traceback.format_exception(job.error)))}</pre>"
+                else:
+                    self._finished(job.result, time.perf_counter() - began)
+            finally:  # the buttons come back only once the outcome is shown, so no click lands in between
+                self._busy(False)
 
         self.job.start(work or self.work, done)
         return self.job
