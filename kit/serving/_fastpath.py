@@ -3,8 +3,8 @@
 A small tabular model answers a batch in tens of microseconds, so what a request costs is the HTTP
 stack around it. BentoML's per-request middleware (an OpenTelemetry span per request and per ASGI
 message, recorded even at sample rate 0 for its request ids; Prometheus metrics; the access log; the
-timeout), its pydantic parsing and its adaptive batcher cost several times the model (bench/serve.py
-measures each). So ``POST /predict`` is answered here, in front of them:
+timeout), its pydantic parsing and its adaptive batcher cost many times the model and kit's whole
+path (bench/serve_layers.py prices each layer). So ``POST /predict`` is answered here, in front of them:
 
     auth -> body limit -> parse once (orjson) -> check once (:class:`RowChecker`) -> kit's batcher
     (:class:`Batcher`) -> ``bundle.infer`` (:meth:`ServedModel.predict_requests`) -> encode once
