@@ -1,71 +1,80 @@
-"""The admission middleware in front of the BentoML app: auth, body limits, JSON and schema checks, GET aliases.
+"""The admission middleware in front of BentoML's routes: auth, body limits, JSON and schema checks, GET aliases.
 
 Requests are admitted (or answered with a kit 4xx naming the field) before they reach BentoML's
-parsing and adaptive batching. Not to be confused with the release gate (:mod:`kit.gate`).
+parsing. ``POST /predict`` is answered by kit's fast path (:mod:`kit.serving._fastpath`), which this
+middleware installs in front of BentoML's middleware when the service starts; ``KIT_FAST_PATH=0``
+sends it through BentoML's own handler and batcher instead. Not to be confused with the release gate
+(:mod:`kit.gate`).
 """
 
 from __future__ import annotations
 
-import hmac
-import json
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kit.errors import KitError
+from kit.serving import _codec, _fastpath
+from kit.serving._asgi import JSON, ASGIApp, Message, Receive, Scope, Send, authorize, read_body, replay, send_error
+from kit.serving._batcher import Batcher
 from kit.serving._drift import psi_gauge
-from kit.serving._errors import BadRequestError, MethodNotAllowedError, PayloadTooLargeError, UnauthorizedError
+from kit.serving._errors import BadRequestError, MethodNotAllowedError
+from kit.serving._metrics import ServingMetrics
 from kit.serving._model import ServedModel
-from kit.serving._rows import check_rows, parse_json
+from kit.serving._rows import RowChecker
 from kit.serving._settings import Settings
 
 if TYPE_CHECKING:
     from kit.bundle import ModelBundle
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 HEALTH_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
-POST_ONLY = ("/predict", "/explain", "/predict_file")
 GET_ALIASES = frozenset({"/metadata", "/drift"})
+POST_ONLY = {"/predict": 'with a JSON body {"rows": [{feature: value, ...}, ...]}',
+             "/explain": 'with a JSON body {"rows": [{feature: value, ...}, ...]}',
+             "/predict_file": "with the CSV as a multipart/form-data file field named 'file'"}
 
 
 class AdmissionState:
-    """What the middleware shares with the service instance (filled in by :meth:`attach`)."""
+    """What the middleware and the fast path share with the service instance (filled in by :meth:`attach`).
+
+    Attributes:
+        settings: The service settings.
+        model: The served model, once attached.
+        checker: The schema checks, prepared for the model.
+        batcher: kit's batcher over :meth:`ServedModel.predict_requests`.
+        metrics: The fast path's Prometheus metrics.
+        front: Whether the fast path runs in front of BentoML's middleware (set when the service starts).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.model: ServedModel | None = None
+        self.checker: RowChecker | None = None
+        self.batcher: Batcher | None = None
+        self.metrics = ServingMetrics(register=False)  # registered by attach(), in the worker process
+        self.front = False
 
     def attach(self, bundle: ModelBundle, tag: str, metadata: dict[str, Any] | None = None) -> ServedModel:
-        """Wrap ``bundle`` for serving and make it the one requests are checked against."""
-        self.model = ServedModel(bundle, tag, self.settings, metadata)
+        """Wrap ``bundle`` for serving and make it the one requests are checked against and answered by."""
+        s = self.settings
+        model = ServedModel(bundle, tag, s, metadata)
+        self.metrics = ServingMetrics()
+        self.checker = RowChecker(bundle)
+        self.batcher = Batcher(model.predict_requests, model.lock, max_batch_size=s.max_batch_size,
+                               wait_ms=s.batch_wait_ms, enabled=s.batching, on_call=self.metrics.batch)
+        if not s.fast_path:
+            model.predict_path = "BentoML's handler and adaptive batcher (KIT_FAST_PATH=0)"
+        else:
+            model.predict_path = f"kit's fast path, {'in front of' if self.front else 'behind'} BentoML's middleware"
         psi_gauge()
-        return self.model
-
-
-async def _send_json(send: Send, status: int, body: dict[str, Any],
-                     headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-                            *headers]})
-    await send({"type": "http.response.body", "body": data})
-
-
-def error_body(exc: KitError) -> tuple[int, dict[str, Any]]:
-    """Status code and JSON body for a kit error."""
-    return exc.status_code, exc.to_dict()
+        self.model = model
+        return model
 
 
 class AdmissionMiddleware:
-    """ASGI middleware in front of the BentoML app (see the module docstring).
+    """ASGI middleware in front of BentoML's routes (see the module docstring).
 
     Args:
         app: The wrapped ASGI app.
-        state: Shared settings and served model.
+        state: Shared settings, served model, row checker, batcher and metrics.
     """
 
     def __init__(self, app: ASGIApp, state: AdmissionState) -> None:
@@ -74,67 +83,50 @@ class AdmissionMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check auth, size and schema, then pass the request on (or answer a kit 4xx)."""
-        if scope["type"] != "http":
+        state, s = self.state, self.state.settings
+        if scope["type"] == "lifespan" and s.fast_path:
+            state.front = _fastpath.install(scope, state)
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or path in HEALTH_PATHS:
             await self.app(scope, receive, send)
             return
-        path: str = scope.get("path", "")
-        if path in HEALTH_PATHS:
-            await self.app(scope, receive, send)
+        method = scope.get("method", "GET")
+        if path == "/predict" and method == "POST" and s.fast_path and state.batcher is not None:
+            await _fastpath.predict(state, scope, receive, send)  # the fast path could not be put in front
             return
         try:
-            self._authorize(scope)
-            method = scope.get("method", "GET")
-            model = self.state.model
+            authorize(scope, s.api_key)
+            if path in POST_ONLY and method not in ("POST", "OPTIONS"):
+                raise MethodNotAllowedError(f"{method} {path} is not served; use POST {path} {POST_ONLY[path]}",
+                                            field="method")
             if method == "GET" and path in GET_ALIASES:
                 scope = {**scope, "method": "POST"}
-                await self.app(scope, _replay(b"{}", receive), send)
+                await self.app(scope, replay(b"{}", receive), send)
                 return
-            if method == "GET" and path == "/metrics" and model is not None:
-                model.refresh_gauges()
-            if method != "POST" and path in POST_ONLY:
-                raise MethodNotAllowedError(f"{path} takes POST with a JSON body (got {method}); see GET /docs",
-                                            field="method")
-            if method != "POST" or path not in (*POST_ONLY, *GET_ALIASES):
+            if method == "GET" and path == "/metrics" and state.model is not None:
+                state.model.refresh_gauges()
+            if method != "POST" or path not in ("/predict", "/explain", "/predict_file", *GET_ALIASES):
                 await self.app(scope, receive, send)
                 return
-            s = self.state.settings
             limit = s.max_file_bytes if path == "/predict_file" else s.max_body_bytes
-            body = await _read_body(scope, receive, limit, _too_large_hint(path))
+            body = await read_body(scope, receive, limit, path)
             if path in GET_ALIASES:  # no input; a non-object body gets a kit 400, not BentoML's off-schema one
-                if body.strip() and not isinstance(parse_json(body), dict):
+                if body.strip() and not isinstance(_codec.loads(body), dict):
                     raise BadRequestError("request body must be a JSON object or empty", field="body")
                 body = b"{}"
                 headers = [(k, v) for k, v in scope.get("headers", []) if k not in (b"content-type", b"content-length")]
-                scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+                scope = {**scope, "headers": [*headers, JSON]}
             elif path == "/predict_file":
                 await _check_form(scope, body)
-            elif model is not None:
-                max_rows = s.max_rows if path == "/predict" else s.max_explain_rows
-                check_rows(model.bundle, parse_json(body), max_rows)
+            elif state.checker is not None:
+                state.checker(_codec.loads(body), s.max_rows if path == "/predict" else s.max_explain_rows)
                 # checked as JSON, so read as JSON whatever Content-Type the client sent
                 headers = [(k, v) for k, v in scope.get("headers", []) if k != b"content-type"]
-                scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+                scope = {**scope, "headers": [*headers, JSON]}
         except KitError as exc:
-            status, payload = error_body(exc)
-            extra = [(b"www-authenticate", b"Bearer")] if status == 401 else []
-            extra += [(b"allow", b"POST")] if status == 405 else []
-            await _send_json(send, status, payload, extra)
+            await send_error(send, exc)
             return
-        await self.app(scope, _replay(body, receive), send)
-
-    def _authorize(self, scope: Scope) -> None:
-        key = self.state.settings.api_key
-        if not key:
-            return
-        given = b""
-        for name, value in scope.get("headers", []):
-            if name == b"authorization":
-                given = value
-                break
-        expected = b"Bearer " + key.encode()
-        if not hmac.compare_digest(given, expected):
-            raise UnauthorizedError("missing or wrong API key; send 'Authorization: Bearer <key>'",
-                                    field="authorization")
+        await self.app(scope, replay(body, receive), send)
 
 
 async def _check_form(scope: Scope, body: bytes) -> None:
@@ -153,50 +145,3 @@ async def _check_form(scope: Scope, body: bytes) -> None:
         raise BadRequestError(f"the upload is not valid multipart/form-data: {detail}", field="file") from None
     if not isinstance(form.get("file"), UploadFile):
         raise BadRequestError("send the CSV as a multipart/form-data file field named 'file'", field="file")
-
-
-def _too_large_hint(path: str) -> str:
-    """What to do about a body over the limit, for ``path``."""
-    if path == "/predict_file":
-        return "split the file, or raise KIT_MAX_FILE_BYTES on the server"
-    return ("send many rows as a CSV to POST /predict_file (multipart, up to KIT_MAX_FILE_BYTES), split the request, "
-            "or raise KIT_MAX_BODY_BYTES on the server")
-
-
-async def _read_body(scope: Scope, receive: Receive, limit: int, hint: str = "") -> bytes:
-    for name, value in scope.get("headers", []):
-        if name == b"content-length":
-            try:
-                declared = int(value)
-            except ValueError:
-                raise BadRequestError("invalid Content-Length header", field="content-length") from None
-            if declared > limit:
-                raise PayloadTooLargeError(f"request body of {declared} bytes is over the limit of {limit} bytes; "
-                                           f"{hint}", field="body")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise BadRequestError("client disconnected before the body was complete", field="body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"request body is over the limit of {limit} bytes; {hint}", field="body")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A receive channel that yields ``body`` once, then waits on the real one (for disconnects)."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay

@@ -28,6 +28,6 @@ class PayloadTooLargeError(KitError):
 
 
 class MethodNotAllowedError(KitError):
-    """An endpoint that takes POST was called with another method."""
+    """The endpoint takes another HTTP method (``GET /predict``)."""
 
     status_code = 405
