@@ -391,7 +391,7 @@ def test_static_copy_of_the_wizard_holds_every_panel_and_its_plots(trained: Sess
     assert "data:image/png;base64," in wizard.static_html()
 
 
-def test_a_click_while_a_step_finishes_is_not_lost(session: Session):
+def test_a_click_while_a_step_runs_is_queued_not_lost(session: Session):
     import threading
 
     panel = DataPanel(session)
@@ -404,12 +404,25 @@ def test_a_click_while_a_step_finishes_is_not_lost(session: Session):
         finished(result, seconds)
 
     panel._finished = slow_finish  # type: ignore[method-assign]
-    job = panel.start(lambda _c: "first", "loading")
+    first = panel.start(lambda _c: "first", "loading")
     assert rendering.wait(10)
     # while the outcome renders, every button stays disabled, so a user cannot click into the gap
-    assert panel.button.disabled and job.running
-    threading.Timer(0.3, release.set).start()
-    # a second start during that moment waits for the first to end instead of being dropped silently
-    second = panel.start(lambda _c: "second", "loading again")
-    second.wait(10)
-    assert second.result == "second" and not panel.button.disabled
+    assert panel.button.disabled and first.running
+    # a click that lands anyway (a front-end a moment behind) is queued and runs next, never dropped
+    ran = []
+    panel.start(lambda _c: ran.append("second") or "second", "loading again")
+    assert "queued" in panel.status.value
+    release.set()
+    deadline = time.monotonic() + 10
+    while (not ran or panel.job.running) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ran == ["second"] and panel.job.result == "second" and not panel.button.disabled
+    # Stop drops what is queued behind the running step
+    block = threading.Event()
+    panel.start(lambda _c: block.wait(10), "waiting")
+    panel.start(lambda _c: ran.append("third"), "queued step")
+    panel.stop()
+    block.set()
+    panel.job.wait(10)
+    time.sleep(0.3)
+    assert ran == ["second"]

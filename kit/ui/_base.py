@@ -149,6 +149,8 @@ class Panel:
     def __init__(self, session: Session | None = None) -> None:
         self.session = session if session is not None else Session()
         self.job = Job()
+        self._queue: list[tuple[Callable[[threading.Event], Any] | None, str]] = []
+        self._queue_lock = threading.Lock()
         self.status = widgets.HTML(value="")
         self.button = widgets.Button(description=self.action, button_style="primary", icon="play",
                                      layout={"width": "auto"})  # never a cut label ("Compare varia...")
@@ -219,9 +221,11 @@ class Panel:
         Returns:
             The job (``job.wait()`` blocks until it ends); the running one if a job is still busy.
         """
-        if self.job.running and not self.job.wait(2.0):  # a job just finishing releases the panel within moments
-            self._say(f"still busy: wait for the running step to finish (or Stop it) before {what}")
-            return self.job
+        with self._queue_lock:
+            if self.job.running:  # a click while a step runs is queued, never dropped: it runs next
+                self._queue.append((work, what))
+                self._say(f"{what}: queued, runs when the current step ends")
+                return self.job
         self._busy(True)
         self._say(f"{what} ...")
         began = time.perf_counter()
@@ -234,14 +238,26 @@ class Panel:
                         self.table.value = f"<pre>{html.escape(''.join(traceback.format_exception(job.error)))}</pre>"
                 else:
                     self._finished(job.result, time.perf_counter() - began)
-            finally:  # the buttons come back only once the outcome is shown, so no click lands in between
+            finally:  # the buttons come back only once the outcome is shown
                 self._busy(False)
+                threading.Thread(target=self._next, daemon=True).start()  # after this job's thread has ended
 
         self.job.start(work or self.work, done)
         return self.job
 
+    def _next(self) -> None:
+        """Start the first queued step once the job that was running has ended."""
+        self.job.wait()
+        with self._queue_lock:
+            if not self._queue or self.job.running:
+                return
+            work, what = self._queue.pop(0)
+        self.start(work, what)
+
     def stop(self) -> None:
-        """Ask the running step to stop."""
+        """Ask the running step to stop (and drop the steps queued behind it)."""
+        with self._queue_lock:
+            self._queue.clear()
         self.job.stop()
         self._say("stopping ...")
 
