@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/notebooks.py
 	$(BIN)/python bench/reliability.py
+	$(BIN)/python bench/batch.py
 
 report: $(STAMP)
 	$(BIN)/kit run --smoke

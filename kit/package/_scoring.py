@@ -35,6 +35,8 @@ ON_ERROR = ("fail", "skip")
 TAG_COLUMN = "model_tag"
 ERROR_COLUMNS = ("error_field", "error")
 """Columns an error row carries besides its kept columns and where it came from."""
+ORIGIN_COLUMNS = ("input_file", "input_row")
+"""Where a Spark error row came from (in-process: ``row``, the file row)."""
 
 @dataclass(frozen=True)
 class BatchSummary:
@@ -145,15 +147,15 @@ def check_columns(bundle: ModelBundle, columns: Sequence[str], keep: Sequence[st
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise SchemaError(f"missing column {missing[0]!r}{more} in {file or 'the input'}; the model takes: "
                           f"{', '.join(bundle.feature_names)}", field=missing[0], file=file)
-    for name in keep:
-        if name not in present:
-            raise DataError(f"--keep column {name!r} is not in {file or 'the input'}; columns are: "
-                            f"{', '.join(map(str, columns))}", field=name, file=file)
-    taken = set(output_columns(bundle)) | set(ERROR_COLUMNS)
+    taken = {*output_columns(bundle), *ERROR_COLUMNS, *ORIGIN_COLUMNS, "row"}
     clash = [n for n in keep if n in taken]
     if clash:
         raise ConfigError(f"--keep column {clash[0]!r} has the name of an output column; rename it first",
                           field=clash[0])
+    for name in keep:
+        if name not in present:
+            raise DataError(f"--keep column {name!r} is not in {file or 'the input'}; columns are: "
+                            f"{', '.join(map(str, columns))}", field=name, file=file)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from kit.errors import ConfigError, DependencyError, KitError, require
 from kit.package._scoring import (
     ERROR_COLUMNS,
+    ORIGIN_COLUMNS,
     TAG_COLUMN,
     check_columns,
     check_on_error,
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
 ONNX_EXPORTS = ("model.onnx", "model.ort-fp32.onnx")
 """Artifacts holding an fp32 ONNX export of the network, in the order they are looked for."""
-ORIGIN_COLUMNS = ("input_file", "input_row")
 
 _STAGING: list[Path] = []
 _ADDED: set[tuple[str, str]] = set()
@@ -268,8 +268,8 @@ def scored_frame(frame: DataFrame, bundle: ModelBundle, shipped: Shipped, keep: 
         pred if c == "prediction" else "string" if c == TAG_COLUMN else "double"), True) for c in columns]
     with_errors = on_error == "skip"
     if with_errors:
-        fields += [StructField("input_file", _parse_datatype_string("string"), True),
-                   StructField("input_row", _parse_datatype_string("long"), True),
+        fields += [StructField(ORIGIN_COLUMNS[0], _parse_datatype_string("string"), True),
+                   StructField(ORIGIN_COLUMNS[1], _parse_datatype_string("long"), True),
                    *[StructField(c, _parse_datatype_string("string"), True) for c in ERROR_COLUMNS]]
     schema = StructType(fields)
     scorer = Scorer(shipped=shipped, keep=keep, tag=tag, on_error=on_error, columns=tuple(schema.names),

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from kit.errors import ConfigError, DataError, KitError
 from kit.package._scoring import (
     ERROR_COLUMNS,
+    ORIGIN_COLUMNS,
     BatchSummary,
     bundle_digest,
     check_columns,
@@ -39,7 +40,7 @@ from kit.package._scoring import (
     parse_keep,
     resolve_model,
 )
-from kit.package._spark import ORIGIN_COLUMNS, onnx_bundle, raising_kit_errors, read_input, scored_frame, ship
+from kit.package._spark import onnx_bundle, raising_kit_errors, read_input, scored_frame, ship
 from kit.package._spark_fs import HadoopFS
 
 if TYPE_CHECKING:
