@@ -186,8 +186,7 @@ def test_a_bundle_file_changed_on_the_executor_is_refused(spark: object, bc_bund
     from pyspark import SparkFiles
 
     from kit import quantize
-    from kit.package import predict_spark
-    from kit.package._spark import raising_kit_errors
+    from kit.package import predict_spark, raising_kit_errors
 
     bundle = quantize.attach(bc_bundle, "ort-fp32").with_section("test", {"case": "tamper"})  # not cached yet
     rows = spark.createDataFrame(_rows(bc_result, 100, seed=3))  # type: ignore[attr-defined]

@@ -33,11 +33,11 @@ from kit.package._promotions import PROMOTIONS, history, promote, promoted, prom
 from kit.package._resolve import ServedRef, models, resolve, served
 from kit.package._scoring import BatchSummary
 from kit.package._server import serve, serve_command, start, stop, wait_ready
-from kit.package._spark import predict_spark, spark_session
+from kit.package._spark import predict_spark, raising_kit_errors, spark_session
 from kit.package._spark_parts import predict_spark_file
 from kit.package._store import GateFailedError, bentoml_home, load, save
 
 __all__ = ["BENTOS_DIR", "PROMOTIONS", "BatchSummary", "GateFailedError", "ServedRef", "bentoml_home", "build",
            "history", "load", "models", "predict_file", "predict_spark", "predict_spark_file", "promote", "promoted",
-           "promotions_path", "resolve", "rollback", "save", "serve", "serve_command", "served", "spark_session",
-           "start", "stop", "wait_ready"]
+           "promotions_path", "raising_kit_errors", "resolve", "rollback", "save", "serve", "serve_command", "served",
+           "spark_session", "start", "stop", "wait_ready"]

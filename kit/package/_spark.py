@@ -217,7 +217,8 @@ def predict_spark(data: DataFrame | str | os.PathLike[str], model: str | os.Path
     regression), ``model_tag``; with ``on_error="skip"`` also ``input_file``, ``input_row``
     (Parquet only), ``error_field`` and ``error``, set on the rows the schema refused (their
     prediction is null). Nothing runs until an action; a KitError raised on an executor reaches
-    the caller inside Spark's exception (:func:`raising_kit_errors` turns it back into a KitError).
+    the caller inside Spark's exception; ``with kit.package.raising_kit_errors(): scored.write...``
+    turns it back into that KitError.
 
     Args:
         data: A DataFrame, or a path/URI Spark reads (``.csv`` or Parquet; ``fmt`` otherwise).
