@@ -225,3 +225,16 @@ def test_missing_feature_is_refused_on_the_driver(spark: object, onnx_bundle: Pa
     frame = _rows(bc_result, 10).drop(columns=["mean radius"])
     with pytest.raises(SchemaError, match="missing column 'mean radius'"):
         predict_spark(spark.createDataFrame(frame), onnx_bundle)  # type: ignore[attr-defined]
+
+
+def test_predict_spark_reads_a_csv_path(spark: object, onnx_bundle: Path, bc_result: TrainResult,
+                                        tmp_path: Path) -> None:
+    from kit.package import predict_spark
+
+    frame = _rows(bc_result, 300, seed=5)
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    got = predict_spark(str(tmp_path / "rows.csv"), onnx_bundle, keep="id", spark=spark).toPandas()
+    bundle = ModelBundle.load(onnx_bundle)
+    # CSV columns arrive as text (the kept id too) and are parsed by the bundle's preprocessor
+    assert got.assign(id=got["id"].astype(int)).sort_values("id")["prediction"].tolist() == \
+        bundle.infer(frame[bundle.feature_names]).labels

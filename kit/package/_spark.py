@@ -35,6 +35,7 @@ from kit.package._scoring import (
     parse_keep,
     resolve_model,
 )
+from kit.package._spark_fs import HadoopFS
 from kit.package._spark_worker import FILE_COLUMN, MARK, ROW_COLUMN, Scorer, Shipped
 
 if TYPE_CHECKING:
@@ -105,6 +106,22 @@ def _check_java() -> None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:400] if text else type(exc).__name__
+
+
+def input_format(fs: HadoopFS, src: str, fmt: str | None) -> str:
+    """``fmt``, else ``csv`` for a ``.csv`` name or a directory of CSV files, else ``parquet`` (any URI)."""
+    if fmt is not None:
+        if fmt not in ("csv", "parquet"):
+            raise ConfigError(f"format must be csv or parquet, but got {fmt=}", field="format")
+        return fmt
+    name = src.rstrip("/").lower()
+    if name.endswith((".csv", ".csv.gz", ".csv.bz2")):
+        return "csv"
+    if not name.endswith((".parquet", ".pq")) and fs.is_dir(src):
+        names = [n.lower() for n in fs.names(src) if not n.startswith(("_", "."))]
+        if names and all(n.endswith((".csv", ".csv.gz", ".csv.bz2")) for n in names):
+            return "csv"
+    return "parquet"
 
 
 def read_input(spark: SparkSession, path: str, fmt: str) -> DataFrame:
@@ -230,15 +247,13 @@ def predict_spark(data: DataFrame | str | os.PathLike[str], model: str | os.Path
         export_onnx: Export a torch bundle's network to ONNX on the driver when it carries none.
         staging: Where the driver keeps the bundle it ships (see :func:`ship`).
     """
-    from kit.package._batch import file_format
-
     check_on_error(on_error)
     keep_cols = parse_keep(keep)
     source = None
     if isinstance(data, str | os.PathLike):
         source = str(data)
         spark = spark or spark_session()
-        frame = read_input(spark, source, file_format(source, fmt) if not _is_remote(source) else fmt or "parquet")
+        frame = read_input(spark, source, input_format(HadoopFS(spark), source, fmt))
     else:
         frame = data
         spark = spark or frame.sparkSession
@@ -246,10 +261,6 @@ def predict_spark(data: DataFrame | str | os.PathLike[str], model: str | os.Path
     bundle = onnx_bundle(bundle, export_onnx)
     check_columns(bundle, frame.columns, keep_cols, source)
     return scored_frame(frame, bundle, ship(spark, bundle, staging), keep_cols, tag, on_error)
-
-
-def _is_remote(path: str) -> bool:
-    return "://" in path and not path.startswith("file:")
 
 
 def scored_frame(frame: DataFrame, bundle: ModelBundle, shipped: Shipped, keep: tuple[str, ...], tag: str,

@@ -40,7 +40,7 @@ from kit.package._scoring import (
     parse_keep,
     resolve_model,
 )
-from kit.package._spark import onnx_bundle, raising_kit_errors, read_input, scored_frame, ship
+from kit.package._spark import input_format, onnx_bundle, raising_kit_errors, read_input, scored_frame, ship
 from kit.package._spark_fs import HadoopFS
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def predict_spark_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
     fs = HadoopFS(spark)
     src_q, dst_q = fs.qualify(str(src)), fs.qualify(str(dst).rstrip("/"))
     errors_q = fs.qualify(str(errors).rstrip("/")) if errors is not None else f"{dst_q}/_errors"
-    fmt_in = _input_format(fs, src_q, fmt)
+    fmt_in = input_format(fs, src_q, fmt)
     out_fmt = "csv" if dst_q.lower().endswith(".csv") else "parquet"
     source, tag = resolve_model(model)
     bundle = onnx_bundle(source, export_onnx)
@@ -130,21 +130,6 @@ def predict_spark_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
     return BatchSummary(rows=totals["rows"], scored=totals["scored"], failed=totals["failed"], output=dst_q,
                         errors=errors_q if totals["failed"] else None, tag=tag, engine="spark",
                         parts=len(plan["parts"]), skipped_parts=skipped, seconds=time.perf_counter() - started)
-
-
-def _input_format(fs: HadoopFS, src: str, fmt: str | None) -> str:
-    if fmt is not None:
-        if fmt not in ("csv", "parquet"):
-            raise ConfigError(f"format must be csv or parquet, but got {fmt=}", field="format")
-        return fmt
-    name = src.rstrip("/").lower()
-    if name.endswith((".csv", ".csv.gz", ".csv.bz2")):
-        return "csv"
-    if not name.endswith((".parquet", ".pq")) and fs.is_dir(src):
-        names = [n.lower() for n in fs.names(src) if not n.startswith(("_", "."))]
-        if names and all(n.endswith((".csv", ".csv.gz", ".csv.bz2")) for n in names):
-            return "csv"
-    return "parquet"
 
 
 def _group(sizes: list[int], part_bytes: int) -> list[list[int]]:
