@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/serve_layers.py 2>/dev/null
 	$(BIN)/python bench/notebooks.py
 	$(BIN)/python bench/reliability.py
+	$(BIN)/python bench/batch.py
 
 report: $(STAMP)
 	$(BIN)/kit run --smoke

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "shap", "bentoml", "ipywidgets", "optuna", "onnxruntime", "sklearn")
+HEAVY = ("torch", "shap", "bentoml", "ipywidgets", "optuna", "onnxruntime", "sklearn", "pyspark")
 
 
 def test_import_kit_loads_no_heavy_dependency():

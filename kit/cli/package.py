@@ -62,11 +62,45 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from kit.package import predict_file
+    import sys
 
-    n = predict_file(args.tag, args.input, args.output, chunk_size=args.chunk_size, progress=not args.quiet)
-    print(f"scored {n} rows -> {args.output}")
+    from kit.errors import ConfigError
+
+    model = args.bundle if args.bundle is not None else args.tag
+    common = {"keep": args.keep, "on_error": args.on_error, "errors": args.errors, "fmt": args.format,
+              "progress": not args.quiet}
+    if args.engine == "spark":
+        from kit.package import predict_spark_file, spark_session
+
+        config = dict(_key_value(item) for item in args.conf or [])
+        spark = spark_session(args.master, config=config) if config else None
+        summary = predict_spark_file(args.input, args.output, model, master=args.master, partitions=args.partitions,
+                                     overwrite=args.overwrite, part_bytes=int(args.part_mb * 2**20), spark=spark,
+                                     **common)
+    else:
+        spark_only = [o for o, v in (("--master", args.master), ("--partitions", args.partitions),
+                                     ("--overwrite", args.overwrite), ("--conf", args.conf)) if v]
+        if spark_only:
+            raise ConfigError(f"{spark_only[0]} is an option of --engine spark", field=spark_only[0].lstrip("-"))
+        from kit.package import predict_file
+
+        summary = predict_file(model, args.input, args.output, chunk_size=args.chunk_size, **common)
+    parts = (f" in {summary.parts} parts ({summary.skipped_parts} finished before, skipped)"
+             if summary.engine == "spark" else "")
+    print(f"scored {summary.scored} rows -> {summary.output}{parts} with {summary.tag} "
+          f"[{summary.engine}, {summary.seconds:.1f}s]")
+    if summary.failed:
+        print(f"{summary.failed} rows failed the schema -> {summary.errors}", file=sys.stderr)
     return 0
+
+
+def _key_value(item: str) -> tuple[str, str]:
+    from kit.errors import ConfigError
+
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--conf takes KEY=VALUE, but got {item!r}", field="conf")
+    return key.strip(), value
 
 
 def register(sub: Any) -> None:
@@ -105,10 +139,28 @@ def register(sub: Any) -> None:
     p.add_argument("--reason", default="rollback")
     p.set_defaults(func=_cmd_rollback)
 
-    p = sub.add_parser("predict", help="score a CSV file offline through the same predict path")
-    p.add_argument("--tag", help="model NAME:VERSION or NAME (default: latest promoted)")
-    p.add_argument("input")
-    p.add_argument("output")
-    p.add_argument("--chunk-size", type=int, default=10_000)
+    p = sub.add_parser("predict", help="score a CSV or Parquet file offline (one process, or Spark)",
+                       description="Offline batch scoring through the same predict path as the service. "
+                                   "Output columns: the --keep columns, prediction, proba_<label> per class "
+                                   "(or the value), model_tag.")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--tag", help="model NAME:VERSION or NAME (default: latest promoted)")
+    which.add_argument("--bundle", help="a bundle directory instead of a stored model")
+    p.add_argument("input", help=".csv or .parquet file (spark: any path, directory or URI Spark reads)")
+    p.add_argument("output", help="local: a .csv or .parquet file; spark: a directory (.csv in its name: CSV)")
+    p.add_argument("--engine", choices=["local", "spark"], default="local",
+                   help="local: stream in this process (default); spark: Apache Spark, resumable parts")
+    p.add_argument("--keep", help="input columns copied beside each prediction, e.g. id,region")
+    p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
+                   help="a row that fails the schema stops the run (fail) or goes to the errors output (skip)")
+    p.add_argument("--errors", help="errors output (default: OUTPUT stem + .errors.EXT; spark: OUTPUT/_errors)")
+    p.add_argument("--format", choices=["csv", "parquet"], help="input format when the name does not say")
+    p.add_argument("--chunk-size", type=int, default=10_000, help="local: rows per chunk (memory is flat in rows)")
+    p.add_argument("--master", help="spark: master URL (default local[*]; spark://, yarn, k8s://...)")
+    p.add_argument("--partitions", type=int, help="spark: partitions per part (default: the input's splits)")
+    p.add_argument("--overwrite", action="store_true", help="spark: replace an output that holds another run")
+    p.add_argument("--part-mb", type=float, default=128.0,
+                   help="spark: input megabytes per resumable part (files are not split; default 128)")
+    p.add_argument("--conf", action="append", metavar="KEY=VALUE", help="spark: a Spark setting (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_predict)

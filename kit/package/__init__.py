@@ -15,8 +15,14 @@ before it. :func:`served` is the one answer to "which model does a server load".
     bento = kit.package.build(tag)               # -> "kit:<version>"
     kit.package.serve(tag, port=3000)            # blocks; bentoml serve on 127.0.0.1
 
+Batch scoring streams a file in one process (:func:`predict_file`) or runs on Apache Spark
+(:func:`predict_spark` returns the scored DataFrame; :func:`predict_spark_file` writes it in
+resumable parts), both through ``bundle.infer`` with the same output columns.
+
 Modules: ``_store`` (save, load, default_name), ``_promotions`` (promote, rollback, history), ``_resolve`` (served,
-resolve, models), ``_bento`` (build), ``_server`` (start, stop, serve, free_port), ``_batch`` (predict_file).
+resolve, models), ``_bento`` (build), ``_server`` (start, stop, serve, free_port), ``_scoring`` (what both batch
+engines share), ``_batch`` (predict_file), ``_spark`` (spark_session, predict_spark), ``_spark_worker``
+(the executor side), ``_spark_parts`` (predict_spark_file), ``_spark_fs`` (Hadoop filesystem calls).
 """
 
 from __future__ import annotations
@@ -25,10 +31,13 @@ from kit.package._batch import predict_file
 from kit.package._bento import BENTOS_DIR, build
 from kit.package._promotions import PROMOTIONS, history, promote, promoted, promotions_path, rollback
 from kit.package._resolve import ServedRef, models, resolve, served
+from kit.package._scoring import BatchSummary
 from kit.package._server import free_port, serve, serve_command, start, stop, wait_ready
+from kit.package._spark import predict_spark, raising_kit_errors, spark_session
+from kit.package._spark_parts import predict_spark_file
 from kit.package._store import GateFailedError, bentoml_home, default_name, gate_line, load, save
 
-__all__ = ["BENTOS_DIR", "PROMOTIONS", "GateFailedError", "ServedRef", "bentoml_home", "build", "default_name",
-           "free_port", "gate_line", "history", "load", "models", "predict_file", "promote", "promoted",
-           "promotions_path", "resolve", "rollback", "save", "serve", "serve_command", "served", "start", "stop",
-           "wait_ready"]
+__all__ = ["BENTOS_DIR", "PROMOTIONS", "BatchSummary", "GateFailedError", "ServedRef", "bentoml_home", "build",
+           "default_name", "free_port", "gate_line", "history", "load", "models", "predict_file", "predict_spark",
+           "predict_spark_file", "promote", "promoted", "promotions_path", "raising_kit_errors", "resolve",
+           "rollback", "save", "serve", "serve_command", "served", "spark_session", "start", "stop", "wait_ready"]
