@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from kit.errors import KitError
-from kit.package._promotions import history, promoted
+from kit.package._promotions import promoted
 from kit.package._store import _store_model
+from kit.release._state import names, read
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,13 @@ def resolve(tag: str | None = None) -> str:
     version, or its latest stored one if none was promoted.
     """
     if tag is None:
-        entries = history()
-        if not entries:
+        known = names()
+        if not known:
             raise KitError("no model has been promoted yet; pass a tag, set KIT_MODEL_TAG, or run "
                            "kit promote NAME:VERSION", field="tag")
-        stack = promoted(entries[-1]["name"])
+        stack = promoted(known[-1])
         if not stack:
-            raise KitError(f"{entries[-1]['name']!r} was rolled back past its first promotion", field="tag")
+            raise KitError(f"{known[-1]!r} has no champion: promote a version first", field="tag")
         return stack[-1]
     if ":" not in tag:
         stack = promoted(tag)
@@ -102,13 +103,16 @@ def models(name: str | None = None) -> list[dict[str, Any]]:
 
     bentoml = require("bentoml", "serve")
     rows: list[dict[str, Any]] = []
+    releases: dict[str, Any] = {}
     for model in bentoml.models.list(name):
         info = model.info
         if info.labels.get("kit") != "bundle":
             continue
-        stack = promoted(model.tag.name)
+        release = releases.get(model.tag.name) or releases.setdefault(model.tag.name, read(model.tag.name))
         tag = str(model.tag)
-        state = "serving" if stack and stack[-1] == tag else ("promoted before" if tag in stack else "")
+        state = ("serving" if release.champion == tag else
+                 (f"canary {release.percent:g}%" if release.mode == "canary" else "shadow")
+                 if release.challenger == tag else ("promoted before" if tag in release.champions else ""))
         primary = info.metadata.get("primary_metric")
         test = info.metadata.get("metrics", {}).get("test", {})
         rows.append({"tag": tag, "created": info.creation_time.isoformat(timespec="seconds"),
