@@ -31,6 +31,10 @@ ROUTES = ("champion", "canary", "shadow")
 challenger in the background (shadow; the client got the champion's answer under the same id)."""
 
 
+PRUNE_CHUNK = 100_000
+"""Most predictions deleted for the row bound in one pruning round (the next round goes on)."""
+
+
 class Ids:
     """Prediction ids unique across processes and machines: a random per-process prefix and a counter."""
 
@@ -79,7 +83,7 @@ class PredictionLog:
         self._idle.set()
         self._stop = False
         self._last_error = 0.0
-        self._last_prune = 0.0
+        self._last_prune = time.monotonic()
         engine(self.url)  # open (and create the tables) now: a bad URL fails at startup, not per request
         self._thread = threading.Thread(target=self._run, name="kit-prediction-log", daemon=True)
         self._thread.start()
@@ -186,11 +190,12 @@ class PredictionLog:
                 cutoff = now - self.retention_s
                 deleted += conn.execute(sa.delete(t.predictions).where(t.predictions.c.at < cutoff)).rowcount
                 conn.execute(sa.delete(t.feedback).where(t.feedback.c.at < cutoff))
-            if self.max_rows > 0:
-                oldest_kept = conn.execute(sa.select(t.predictions.c.at).order_by(t.predictions.c.at.desc())
-                                           .offset(self.max_rows - 1).limit(1)).scalar()
-                if oldest_kept is not None:
-                    deleted += conn.execute(sa.delete(t.predictions).where(t.predictions.c.at < oldest_kept)
+            if self.max_rows > 0:  # the oldest beyond the bound, at most PRUNE_CHUNK a round
+                p = t.predictions
+                newest_first = sa.select(p.c.prediction_id).order_by(p.c.at.desc(), p.c.prediction_id.desc())
+                excess = list(conn.execute(newest_first.offset(self.max_rows).limit(PRUNE_CHUNK)).scalars())
+                for start in range(0, len(excess), 500):
+                    deleted += conn.execute(sa.delete(p).where(p.c.prediction_id.in_(excess[start:start + 500]))
                                             ).rowcount
         return int(deleted)
 

@@ -1,0 +1,71 @@
+"""Routing decisions: the sticky canary split and shadow scoring that never touches the caller."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from kit.release import ShadowRunner, bucket, to_challenger
+
+
+@pytest.mark.parametrize("percent", [5.0, 10.0, 25.0, 50.0])
+def test_keyed_split_is_within_three_points_of_the_share(percent: float) -> None:
+    keys = [f"user-{i}" for i in range(2000)]
+    share = 100.0 * sum(to_challenger("bc", percent, k) for k in keys) / len(keys)
+    assert abs(share - percent) <= 3.0
+
+
+def test_the_split_is_sticky_and_a_ramp_keeps_earlier_keys() -> None:
+    keys = [f"k{i}" for i in range(2000)]
+    first = {k: to_challenger("bc", 10, k) for k in keys}
+    assert all(to_challenger("bc", 10, k) == v for k, v in first.items())  # 100% sticky
+    wider = {k: to_challenger("bc", 20, k) for k in keys}
+    assert all(wider[k] for k, v in first.items() if v)  # 10 -> 20 %: the first 10 % stay on the challenger
+    # the bucket depends on the model name too: another model splits its users independently
+    assert [bucket("bc", k) for k in keys[:50]] != [bucket("other", k) for k in keys[:50]]
+    assert min(bucket("bc", k) for k in keys) >= 0 and max(bucket("bc", k) for k in keys) < 100
+
+
+def test_a_split_without_a_key_is_random_at_the_share() -> None:
+    share = sum(to_challenger("bc", 30, None) for _ in range(20000)) / 200.0
+    assert abs(share - 30) < 2
+    assert not to_challenger("bc", 0, "k") and to_challenger("bc", 100, "k")
+
+
+def test_shadow_outcomes_are_counted_and_never_reach_the_caller() -> None:
+    runner = ShadowRunner(timeout_s=0.2, queue_size=4, threads=1)
+    got: list[Any] = []
+    failed: list[str] = []
+
+    def boom() -> Any:
+        raise RuntimeError("challenger broke")
+
+    assert runner.submit(lambda: 41 + 1, lambda out, s: got.append(out), lambda why, s: failed.append(why))
+    assert runner.submit(boom, lambda out, s: got.append(out), lambda why, s: failed.append(why))
+    assert runner.submit(lambda: time.sleep(0.4), lambda out, s: got.append(out), lambda why, s: failed.append(why))
+    assert runner.idle(5)
+    assert got == [42] and failed[0].startswith("error: RuntimeError: challenger broke") and failed[1] == "timeout"
+    assert runner.counts == {"scored": 1, "error": 1, "timeout": 1, "dropped": 0}
+
+
+def test_a_hanging_challenger_holds_its_threads_then_jobs_are_dropped_without_blocking() -> None:
+    release = threading.Event()
+    runner = ShadowRunner(timeout_s=0.1, queue_size=2, threads=2)
+    for _ in range(2):
+        runner.submit(release.wait, lambda out, s: None)
+    time.sleep(0.3)
+    assert runner.hung() == 2
+    slowest = 0.0
+    for _ in range(50):
+        t0 = time.perf_counter()
+        runner.submit(release.wait, lambda out, s: None)
+        slowest = max(slowest, time.perf_counter() - t0)
+    assert slowest < 0.01 and runner.counts["dropped"] == 48  # two wait in the queue, the rest are dropped
+    time.sleep(0.2)  # the two queued jobs wait longer than the timeout
+    release.set()
+    assert runner.idle(5)
+    # the two that waited in the queue are stale by now: dropped too; the two held calls ended as timeouts
+    assert runner.counts["dropped"] == 50 and runner.counts["timeout"] == 2
