@@ -148,7 +148,7 @@ class _Lost(Exception):
     """Another writer changed the state since it was read."""
 
 
-def check_percent(percent: float) -> float:
+def check_percent(percent: float | str) -> float:
     """A canary share in (0, 100], or a ConfigError naming ``canary``."""
     try:
         value = float(percent)
