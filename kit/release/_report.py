@@ -108,10 +108,17 @@ def format_history(entries: list[dict[str, Any]]) -> str:
     """The promotion log, one line per change."""
     out = []
     for e in entries:
-        what = {"promote": f"champion {e.get('tag')} (was {e.get('previous') or 'none'})",
-                "canary": f"canary {e.get('tag')} at {e.get('percent'):g}% beside {e.get('champion')}",
-                "shadow": f"shadow {e.get('tag')} beside {e.get('champion')}",
-                "rollback": f"rollback of {e.get('from')}, serving {e.get('tag')}"}.get(e.get("event", ""), str(e))
+        event = e.get("event")
+        if event == "promote":
+            what = f"champion {e.get('tag')} (was {e.get('previous') or 'none'})"
+        elif event == "canary":
+            what = f"canary {e.get('tag')} at {e.get('percent') or 0:g}% beside {e.get('champion')}"
+        elif event == "shadow":
+            what = f"shadow {e.get('tag')} beside {e.get('champion')}"
+        elif event == "rollback":
+            what = f"rollback of {e.get('from')}, serving {e.get('tag')}"
+        else:
+            what = str(e)
         auto = " [automatic]" if e.get("auto") else ""
         out.append(f"{e.get('revision', '?'):>4}  {e.get('at', '')}  {e.get('by', '')}@{e.get('host', '')}  "
                    f"{what}{auto}: {e.get('reason', '')}")
