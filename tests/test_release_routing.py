@@ -69,3 +69,57 @@ def test_a_hanging_challenger_holds_its_threads_then_jobs_are_dropped_without_bl
     assert runner.idle(5)
     # the two that waited in the queue are stale by now: dropped too; the two held calls ended as timeouts
     assert runner.counts["dropped"] == 50 and runner.counts["timeout"] == 2
+
+
+@pytest.mark.parametrize(("env", "field"), [
+    ({"KIT_CHALLENGER_TAG": "bc:2"}, "KIT_CHALLENGER_TAG"),
+    ({"KIT_CANARY_PERCENT": "10"}, "KIT_CHALLENGER_TAG"),
+    ({"KIT_CHALLENGER_TAG": "bc:2", "KIT_CANARY_PERCENT": "150"}, "KIT_CANARY_PERCENT"),
+    ({"KIT_CHALLENGER_TAG": "bc:2", "KIT_CANARY_PERCENT": "10", "KIT_SHADOW": "1"}, "KIT_SHADOW"),
+    ({"KIT_SHADOW": "maybe"}, "KIT_SHADOW"),
+    ({"KIT_LOG_QUEUE": "0"}, "KIT_LOG_QUEUE"),
+])
+def test_release_settings_name_the_bad_variable(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+                                                field: str) -> None:
+    from kit.errors import ConfigError
+    from kit.release._settings import ReleaseSettings
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ConfigError) as info:
+        ReleaseSettings.from_env()
+    assert info.value.field == field
+
+
+def test_release_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kit.release._settings import ReleaseSettings
+
+    monkeypatch.setenv("KIT_CHALLENGER_TAG", "bc:2")
+    monkeypatch.setenv("KIT_SHADOW", "1")
+    monkeypatch.setenv("KIT_SHADOW_TIMEOUT_MS", "250")
+    monkeypatch.setenv("KIT_ROLLBACK_MAX_ERROR_RATE", "0.1")
+    s = ReleaseSettings.from_env()
+    assert (s.challenger, s.shadow, s.canary_percent, s.shadow_timeout_s) == ("bc:2", True, None, 0.25)
+    assert s.thresholds.max_error_rate == 0.1 and s.poll_s == 2.0 and s.log
+
+
+def test_what_a_worker_serves_for_a_state_and_the_environment(tmp_path: Any) -> None:
+    from kit.release import Release, store_url
+    from kit.release._runtime import ReleaseRuntime, Target
+    from kit.release._settings import ReleaseSettings
+
+    def runtime(pinned: bool = False, **env: Any) -> ReleaseRuntime:
+        settings = ReleaseSettings(log=False, store=store_url(tmp_path / "r.db"), **env)
+        return ReleaseRuntime(Target("bc:1", None), settings, lambda tag, role: Target(tag, None), pinned=pinned,
+                              start=False)
+
+    state = Release("bc", champions=("bc:0", "bc:1", "bc:3"), challenger="bc:2", mode="canary", percent=10,
+                    retired=("bc:9",), revision=7)
+    assert runtime().desired(state) == ("bc:3", "bc:2", "canary", 10)
+    assert runtime(pinned=True).desired(state) == ("bc:1", "bc:2", "canary", 10)  # the champion stays pinned
+    assert runtime(challenger="bc:8", shadow=True).desired(state) == ("bc:3", "bc:8", "shadow", 0.0)
+    assert runtime(challenger="bc:8", canary_percent=30).desired(state) == ("bc:3", "bc:8", "canary", 30)
+    assert runtime(challenger="bc:9", canary_percent=30).desired(state) == ("bc:3", None, None, 0.0)  # retired
+    # the runtime swaps its view whole: a fresh store has no state, so it keeps serving its champion
+    r = runtime()
+    assert r.refresh().champion.tag == "bc:1" and r.choose("k")[2] == "champion"

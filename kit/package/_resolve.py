@@ -24,6 +24,8 @@ class ServedRef:
         metadata: The store entry's metadata (metrics, configs, quantization, lineage ...).
         promoted: The promotion stack of the name, the served version last.
         source: How the tag was chosen: ``given``, ``KIT_MODEL_TAG``, ``bento argument`` or ``latest promoted``.
+        follows: The tag was asked for by name only (or not at all): a server follows the name's
+            promotions; a full ``name:version`` pins the champion.
     """
 
     tag: str
@@ -32,6 +34,7 @@ class ServedRef:
     metadata: dict[str, Any] = field(default_factory=dict)
     promoted: list[str] = field(default_factory=list)
     source: str = "given"
+    follows: bool = False
 
     @property
     def name(self) -> str:
@@ -48,7 +51,7 @@ class ServedRef:
     def store_info(self) -> dict[str, Any]:
         """What a server reports about its store entry (``/metadata``'s ``store``)."""
         return {"labels": dict(self.labels), "promoted": list(self.promoted), "promotion": self.promotion,
-                "source": self.source, "forced": self.metadata.get("force")}
+                "source": self.source, "follows_promotions": self.follows, "forced": self.metadata.get("force")}
 
 
 def resolve(tag: str | None = None) -> str:
@@ -78,7 +81,8 @@ def served(tag: str | None = None, arguments: Any = None) -> ServedRef:
 
     Order: ``tag`` when given; else env ``KIT_MODEL_TAG``; else the bento argument ``model_tag``
     (baked in by :func:`~kit.package.build`); else the latest promoted version. A bare name or
-    ``name:latest`` resolves to the name's promoted (or newest) version.
+    ``name:latest`` resolves to the name's promoted (or newest) version, and a server started that
+    way follows the name's promotions (``follows``); a full ``name:version`` pins it.
 
     Raises:
         KitError: If nothing is given and nothing was promoted, or the tag is not in the store.
@@ -94,7 +98,8 @@ def served(tag: str | None = None, arguments: Any = None) -> ServedRef:
     model = _store_model(resolve(tag))
     full = str(model.tag)
     return ServedRef(tag=full, path=Path(model.path), labels=dict(model.info.labels),
-                     metadata=dict(model.info.metadata), promoted=promoted(model.tag.name), source=source)
+                     metadata=dict(model.info.metadata), promoted=promoted(model.tag.name), source=source,
+                     follows=tag is None or ":" not in tag)
 
 
 def models(name: str | None = None) -> list[dict[str, Any]]:

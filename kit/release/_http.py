@@ -98,6 +98,8 @@ def _feedback(runtime: ReleaseRuntime, path: str, scope: Scope, body: bytes) -> 
         labels = parse_items(payload, _classes(runtime), MAX_FEEDBACK_ITEMS)
     else:
         labels = parse_csv(_csv_bytes(scope, body), _classes(runtime))
+    if runtime.log is not None:
+        runtime.log.flush(2.0)  # this worker's latest predictions are matched too
     return record(labels, runtime.settings.store)
 
 

@@ -84,10 +84,6 @@ class ReleaseMetrics:
         self.test_metric = m("Gauge", "kit_model_test_metric", "offline test metric of the version",
                              ("model", "version", "metric"))
         self.action = m("Gauge", "kit_release_recommendation", "1 for the recommended action", ("model", "action"))
-        self.drift_stat = m("Gauge", "kit_drift_statistic", "KS or chi-squared statistic vs the training reference",
-                            ("feature", "test"))
-        self.drift_p = m("Gauge", "kit_drift_p_value", "multiple-testing corrected p-value", ("feature",))
-        self.drifted = m("Gauge", "kit_drift_features_drifted", "features flagged after the correction", ())
         self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
 
     def answered(self, tag: str, route: str, seconds: float, outputs: list[dict[str, Any]] | None) -> None:
@@ -161,16 +157,22 @@ class ReleaseMetrics:
         for a in ACTIONS:
             self.action.labels(model=self.name, action=a).set(1.0 if a == action else 0.0)
 
-    def drift(self, tests: dict[str, Any]) -> None:
-        """Publish the drift tests of :func:`kit.release.drift_tests`."""
-        if self.drift_stat is None:
-            return
-        for feature, f in tests["features"].items():
-            if f["statistic"] == f["statistic"]:  # not NaN
-                self.drift_stat.labels(feature=feature, test=f["test"]).set(f["statistic"])
-            if f["p_adjusted"] == f["p_adjusted"]:
-                self.drift_p.labels(feature=feature).set(f["p_adjusted"])
-        self.drifted.set(len(tests["drifted"]))
+
+
+def drift_gauges(tests: dict[str, Any]) -> None:
+    """Publish the drift tests of :func:`kit.release.drift_tests` (statistic, corrected p-value, flagged count)."""
+    stat = _metric("Gauge", "kit_drift_statistic", "KS or chi-squared statistic vs the training reference",
+                   ("feature", "test"))
+    if stat is None:
+        return
+    p_value = _metric("Gauge", "kit_drift_p_value", "multiple-testing corrected p-value", ("feature",))
+    drifted = _metric("Gauge", "kit_drift_features_drifted", "features flagged after the correction", ())
+    for feature, f in tests["features"].items():
+        if f["statistic"] == f["statistic"]:  # not NaN
+            stat.labels(feature=feature, test=f["test"]).set(f["statistic"])
+        if f["p_adjusted"] == f["p_adjusted"]:
+            p_value.labels(feature=feature).set(f["p_adjusted"])
+    drifted.set(len(tests["drifted"]))
 
 
 def _version(tag: str) -> str:

@@ -8,13 +8,17 @@ canary change or rollback is served by every worker within the poll interval plu
 with no restart. Another thread refreshes the live metrics (and, with ``KIT_AUTO_ROLLBACK=1``,
 rolls a failing challenger back) every ``KIT_AUTO_ROLLBACK_S`` seconds.
 
-The serving layer supplies a ``loader``: a tag in, a :class:`Target` out (the loaded model, and
-the batched coroutine that answers a request with it).
+The serving layer supplies a ``loader``: a tag and its role (``champion`` or ``challenger``) in, a
+:class:`Target` out (the loaded model, and the batched coroutine that answers a request with it);
+and ``on_view``, told of every new view (so ``/metadata``, ``/explain`` and the schema checks follow
+the champion).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -71,17 +75,19 @@ class ReleaseRuntime:
     Args:
         champion: The version loaded at startup.
         settings: Release settings (``KIT_*``).
-        loader: Loads a version by tag (called in a background thread).
+        loader: Loads a version by tag and role (called in a background thread).
         pinned: The champion is fixed (``KIT_MODEL_TAG`` with a version, or a bento's baked tag):
             promotions change the challenger only.
+        on_view: Called with each new view (in the thread that swapped it).
         start: Start the background threads (tests may drive :meth:`refresh` themselves).
     """
 
-    def __init__(self, champion: Target, settings: ReleaseSettings, loader: Callable[[str], Target], *,
-                 pinned: bool = False, start: bool = True) -> None:
+    def __init__(self, champion: Target, settings: ReleaseSettings, loader: Callable[[str, str], Target], *,
+                 pinned: bool = False, on_view: Callable[[View], None] | None = None, start: bool = True) -> None:
         self.name = champion.tag.split(":", 1)[0]
         self.settings = settings
         self.loader = loader
+        self.on_view = on_view
         self.pinned = pinned
         self.view = View(0, champion)
         self.metrics = ReleaseMetrics(self.name)
@@ -92,7 +98,7 @@ class ReleaseRuntime:
         self.shadow_runner = ShadowRunner(timeout_s=settings.shadow_timeout_s, on_outcome=self._shadow_outcome)
         self.last_error: str | None = None
         self.last_report: dict[str, Any] | None = None
-        self._loaded: dict[str, Target] = {champion.tag: champion}
+        self._loaded: dict[tuple[str, str], Target] = {(champion.tag, "champion"): champion}
         self._failed: dict[str, str] = {}
         self.metrics.test_metrics(champion.tag, _test_metrics(champion))
         self.refresh()
@@ -101,6 +107,33 @@ class ReleaseRuntime:
             threading.Thread(target=self._monitor, name="kit-release-monitor", daemon=True).start()
 
     # -- per request --------------------------------------------------------------------------
+    async def answer(self, rows: Rows, key: str | None) -> tuple[list[dict[str, Any]], str]:
+        """Route, predict, number, count and log one request; returns the records and the tag that answered.
+
+        A canary challenger that fails is counted and logged against it, and the champion answers
+        the request instead; a champion that fails raises (the caller answers 500).
+        """
+        view, target, route = self.choose(key)
+        start = time.perf_counter()
+        try:
+            records = await _run(target, rows)
+        except Exception as exc:
+            self.record(target, route, self.ids.take(len(rows)), rows, None, time.perf_counter() - start,
+                        f"error: {type(exc).__name__}: {exc}"[:500])
+            if route != "canary":
+                raise
+            log.warning("release %s: canary %s failed (%s); the champion answered", self.name, target.tag, exc)
+            target, route, start = view.champion, "champion", time.perf_counter()
+            records = await _run(target, rows)
+        seconds = time.perf_counter() - start
+        ids = self.ids.take(len(records))
+        for record, pid in zip(records, ids, strict=True):
+            record["prediction_id"] = pid
+        self.record(target, route, ids, rows, records, seconds)
+        if view.mode == "shadow":
+            self.shadow(view, rows, ids, records)
+        return records, target.tag
+
     def choose(self, key: str | None) -> tuple[View, Target, str]:
         """The view, the version that answers, and the route (``champion`` or ``canary``)."""
         v = self.view
@@ -163,22 +196,24 @@ class ReleaseRuntime:
         current = (v.champion.tag, v.challenger.tag if v.challenger else None, v.mode, v.percent)
         if current == (champion, challenger, mode, percent) and v.revision == state.revision:
             return v
-        champ = self._load(champion)
-        chall = self._load(challenger) if challenger else None
+        champ = self._load(champion, "champion")
+        chall = self._load(challenger, "challenger") if challenger else None
         if champ is None or (challenger is not None and chall is None):
             return v  # a version failed to load: keep the current view, try again at the next poll
         self.view = View(state.revision, champ, chall, mode if chall else None, percent if chall else 0.0)
-        self._loaded = {t.tag: t for t in (champ, chall) if t is not None}
+        self._loaded = {(champ.tag, "champion"): champ, **({(chall.tag, "challenger"): chall} if chall else {})}
         self.metrics.served(state.revision, self.view.percent if self.view.mode == "canary" else 0.0)
+        if self.on_view is not None and champ is not v.champion:
+            self.on_view(self.view)
         if current != (champion, challenger, mode, percent):
             log.info("release %s: now serving %s", self.name, self.view.describe())
         return self.view
 
-    def _load(self, tag: str) -> Target | None:
-        if tag in self._loaded:
-            return self._loaded[tag]
+    def _load(self, tag: str, role: str) -> Target | None:
+        if (tag, role) in self._loaded:
+            return self._loaded[(tag, role)]
         try:
-            target = self.loader(tag)
+            target = self.loader(tag, role)
         except Exception as exc:
             message = f"cannot load {tag}: {exc}"
             if self._failed.get(tag) != message:
@@ -223,7 +258,8 @@ class ReleaseRuntime:
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /release`` answers: the view served, the settings, the log and shadow counters."""
-        return {"name": self.name, "serving": self.view.describe(), "pinned_champion": self.pinned,
+        return {"name": self.name, "worker": os.getpid(), "serving": self.view.describe(),
+                "pinned_champion": self.pinned,
                 "poll_s": self.settings.poll_s, "env_challenger": self.settings.challenger,
                 "log": self.log.stats() if self.log is not None else None,
                 "shadow": {**self.shadow_runner.counts, "hung": self.shadow_runner.hung(),
@@ -234,6 +270,13 @@ class ReleaseRuntime:
         if message != self.last_error:
             log.warning("%s", message)
         self.last_error = message
+
+
+async def _run(target: Target, rows: Rows) -> list[dict[str, Any]]:
+    if target.submit is not None:
+        return await target.submit(rows)
+    records: list[dict[str, Any]] = await asyncio.to_thread(target.model.predict_rows, rows)
+    return records
 
 
 def _test_metrics(target: Target) -> dict[str, float]:

@@ -60,7 +60,6 @@ class ReleaseSettings:
         window_s: ``KIT_ROLLBACK_WINDOW_S``: the window it judges (and ``/performance``'s default).
         thresholds: ``KIT_ROLLBACK_MAX_ERROR_RATE``, ``KIT_ROLLBACK_MAX_DROP``, ``KIT_ROLLBACK_MIN_ROWS``,
             ``KIT_ROLLBACK_MIN_LABELS``.
-        metrics_key: ``KIT_METRICS_KEY``: a read-only key that opens ``/metrics`` only.
     """
 
     log: bool = True
@@ -77,7 +76,6 @@ class ReleaseSettings:
     check_s: float = 30.0
     window_s: float = 3600.0
     thresholds: Thresholds = field(default_factory=Thresholds)
-    metrics_key: str | None = None
 
     @classmethod
     def from_env(cls) -> ReleaseSettings:
@@ -113,5 +111,4 @@ class ReleaseSettings:
                 max_error_rate=_number("KIT_ROLLBACK_MAX_ERROR_RATE", 0.05),
                 max_drop=_number("KIT_ROLLBACK_MAX_DROP", 0.05),
                 min_rows=int(_number("KIT_ROLLBACK_MIN_ROWS", 100, 1, integer=True)),
-                min_labels=int(_number("KIT_ROLLBACK_MIN_LABELS", 100, 1, integer=True))),
-            metrics_key=os.environ.get("KIT_METRICS_KEY") or None)
+                min_labels=int(_number("KIT_ROLLBACK_MIN_LABELS", 100, 1, integer=True))))

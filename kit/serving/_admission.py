@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,11 +16,15 @@ from kit.errors import KitError
 from kit.serving._drift import psi_gauge
 from kit.serving._errors import BadRequestError, PayloadTooLargeError, UnauthorizedError
 from kit.serving._model import ServedModel
+from kit.serving._release import MODEL_HEADER, model_header, request_key
 from kit.serving._rows import check_rows, parse_json
 from kit.serving._settings import Settings
 
 if TYPE_CHECKING:
     from kit.bundle import ModelBundle
+    from kit.release._runtime import ReleaseRuntime
+
+log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -29,6 +34,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 HEALTH_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 GET_ALIASES = frozenset({"/metadata", "/drift"})
+RELEASE_PATHS = frozenset({"/feedback", "/feedback_file", "/performance", "/release"})
+INTERNAL = {"error": "InternalError", "message": "the model failed on this request; see the server log",
+            "field": "model"}
 
 
 class AdmissionState:
@@ -37,6 +45,7 @@ class AdmissionState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.model: ServedModel | None = None
+        self.release: ReleaseRuntime | None = None
 
     def attach(self, bundle: ModelBundle, tag: str, metadata: dict[str, Any] | None = None) -> ServedModel:
         """Wrap ``bundle`` for serving and make it the one requests are checked against."""
@@ -45,7 +54,7 @@ class AdmissionState:
         return self.model
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any],
+async def _send_json(send: Send, status: int, body: Any,
                      headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     data = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
@@ -80,8 +89,17 @@ class AdmissionMiddleware:
         if path in HEALTH_PATHS:
             await self.app(scope, receive, send)
             return
+        plain_send, send = send, _with_headers(send, model_header(self.state))
         try:
-            self._authorize(scope)
+            self._authorize(scope, path)
+            release = self.state.release
+            if release is not None and path in RELEASE_PATHS:
+                from kit.release._http import handle
+
+                limit = self.state.settings.max_file_bytes if path == "/feedback_file" else \
+                    self.state.settings.max_body_bytes
+                await handle(release, scope, await _read_body(scope, receive, limit), send)
+                return
             method = scope.get("method", "GET")
             model = self.state.model
             if method == "GET" and path in GET_ALIASES:
@@ -106,7 +124,11 @@ class AdmissionMiddleware:
                 await _check_form(scope, body)
             elif model is not None:
                 max_rows = s.max_rows if path == "/predict" else s.max_explain_rows
-                check_rows(model.bundle, parse_json(body), max_rows)
+                payload = parse_json(body)
+                rows = check_rows(model.bundle, payload, max_rows)
+                if path == "/predict" and release is not None:  # routed, numbered and logged by the release
+                    await _release_predict(release, rows, request_key(scope, payload), plain_send)
+                    return
                 # checked as JSON, so read as JSON whatever Content-Type the client sent
                 headers = [(k, v) for k, v in scope.get("headers", []) if k != b"content-type"]
                 scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
@@ -117,19 +139,48 @@ class AdmissionMiddleware:
             return
         await self.app(scope, _replay(body, receive), send)
 
-    def _authorize(self, scope: Scope) -> None:
+    def _authorize(self, scope: Scope, path: str) -> None:
         key = self.state.settings.api_key
-        if not key:
+        metrics_key = self.state.settings.metrics_key
+        if not key and not (metrics_key and path == "/metrics"):
             return
         given = b""
         for name, value in scope.get("headers", []):
             if name == b"authorization":
                 given = value
                 break
-        expected = b"Bearer " + key.encode()
-        if not hmac.compare_digest(given, expected):
+        ok = bool(key) and hmac.compare_digest(given, b"Bearer " + key.encode())  # type: ignore[union-attr]
+        if path == "/metrics" and metrics_key:  # the read-only key opens /metrics and nothing else
+            ok = hmac.compare_digest(given, b"Bearer " + metrics_key.encode()) or ok
+        if not ok:
             raise UnauthorizedError("missing or wrong API key; send 'Authorization: Bearer <key>'",
                                     field="authorization")
+
+
+async def _release_predict(release: ReleaseRuntime, rows: list[dict[str, Any]], key: str | None, send: Send) -> None:
+    """Answer ``POST /predict`` through the release: ``X-Kit-Model`` names the version that answered."""
+    try:
+        records, tag = await release.answer(rows, key)
+    except Exception:  # the champion failed on rows the checks accepted: a logged server error
+        log.exception("POST /predict failed")
+        await _send_json(send, 500, INTERNAL, [(MODEL_HEADER, release.view.champion.tag.encode())])
+        return
+    await _send_json(send, 200, records, [(MODEL_HEADER, tag.encode())])
+
+
+def _with_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:
+    """``send`` adding ``headers`` to the response start (unless the app set them)."""
+    if not headers:
+        return send
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            present = {k.lower() for k, _ in message.get("headers", [])}
+            extra = [(k, v) for k, v in headers if k not in present]
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return wrapped
 
 
 async def _check_form(scope: Scope, body: bytes) -> None:

@@ -24,6 +24,8 @@ def parse_json(body: bytes) -> Any:
 def check_rows(bundle: ModelBundle, payload: Any, max_rows: int) -> list[dict[str, Any]]:
     """Check a ``{"rows": [{feature: value, ...}, ...]}`` body against the model's schema.
 
+    The body may carry a ``key`` beside ``rows``: the sticky routing key of a canary release.
+
     Stricter than the preprocessor on types (JSON has real types, so a number given as text
     or a boolean in a numeric field is refused); the unseen-category rule follows the
     preprocessor's ``unknown_category`` policy. ``null`` means missing (imputed).
@@ -38,9 +40,13 @@ def check_rows(bundle: ModelBundle, payload: Any, max_rows: int) -> list[dict[st
     """
     if not isinstance(payload, dict) or "rows" not in payload:
         raise BadRequestError('expected a JSON object {"rows": [{feature: value, ...}, ...]}', field="rows")
-    extra = [k for k in payload if k != "rows"]
+    extra = [k for k in payload if k not in ("rows", "key")]
     if extra:
-        raise BadRequestError(f"unexpected key {extra[0]!r}; the body holds only 'rows'", field=str(extra[0]))
+        raise BadRequestError(f"unexpected key {extra[0]!r}; the body holds 'rows' and optionally 'key'",
+                              field=str(extra[0]))
+    key = payload.get("key")
+    if key is not None and (isinstance(key, bool) or not isinstance(key, str | int)):
+        raise BadRequestError("'key' (the sticky routing key) must be a string", field="key")
     rows = payload["rows"]
     if not isinstance(rows, list):
         raise SchemaError(f"'rows' must be a list of objects, got {type(rows).__name__}", field="rows")

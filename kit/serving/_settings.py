@@ -27,6 +27,8 @@ class Settings:
 
     Attributes:
         api_key: ``KIT_API_KEY``; when set, every endpoint but the health probes needs it.
+        metrics_key: ``KIT_METRICS_KEY``; a read-only key that opens ``/metrics`` and nothing else
+            (for Prometheus, so it never holds the key that can predict or send feedback).
         batching: ``KIT_BATCHING`` (``0`` turns adaptive batching off).
         max_batch_size: ``KIT_MAX_BATCH_SIZE``, rows per merged batch.
         max_latency_ms: ``KIT_MAX_LATENCY_MS``, the batcher's latency budget.
@@ -42,6 +44,7 @@ class Settings:
     """
 
     api_key: str | None = None
+    metrics_key: str | None = None
     batching: bool = True
     max_batch_size: int = 512
     max_latency_ms: int = 2000
@@ -61,6 +64,7 @@ class Settings:
             raise ConfigError(f"KIT_BATCHING must be 0 or 1, but got {batching!r}", field="KIT_BATCHING")
         return cls(
             api_key=os.environ.get("KIT_API_KEY") or None,
+            metrics_key=os.environ.get("KIT_METRICS_KEY") or None,
             batching=batching in ("1", "true", "yes", "on"),
             max_batch_size=_env_int("KIT_MAX_BATCH_SIZE", cls.max_batch_size),
             max_latency_ms=_env_int("KIT_MAX_LATENCY_MS", cls.max_latency_ms),
