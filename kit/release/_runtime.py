@@ -6,7 +6,8 @@ view. A background thread reads the state from the release store every ``KIT_REL
 seconds (2 by default), loads a version it has not loaded yet, then swaps the view: a promotion,
 canary change or rollback is served by every worker within the poll interval plus the load time,
 with no restart. Another thread refreshes the live metrics (and, with ``KIT_AUTO_ROLLBACK=1``,
-rolls a failing challenger back) every ``KIT_AUTO_ROLLBACK_S`` seconds.
+rolls a failing challenger back) every ``KIT_AUTO_ROLLBACK_S`` seconds, in one worker per server
+(the one holding a lock file named after the server; the others take over if it dies).
 
 The serving layer supplies a ``loader``: a tag and its role (``champion`` or ``challenger``) in, a
 :class:`Target` out (the loaded model, and the batched coroutine that answers a request with it);
@@ -233,9 +234,13 @@ class ReleaseRuntime:
                 log.exception("release poll failed")
 
     def _monitor(self) -> None:
+        """One worker per server computes the live metrics (and rolls back): the one holding the lock file."""
+        lock = None
         while True:
             time.sleep(self.settings.check_s)
-            self.check()
+            lock = lock or _leader_lock(self.name)
+            if lock is not None:
+                self.check()
 
     def check(self) -> dict[str, Any] | None:
         """Refresh the live metrics (and roll back automatically when enabled); returns the status report."""
@@ -270,6 +275,27 @@ class ReleaseRuntime:
         if message != self.last_error:
             log.warning("%s", message)
         self.last_error = message
+
+
+def _leader_lock(name: str) -> Any:
+    """An exclusive lock on a file named after the server (the workers' parent process), or ``None`` if taken.
+
+    Held for the life of the worker; if that worker dies, the kernel releases it and another takes over.
+    """
+    import fcntl
+    import hashlib
+    import tempfile
+
+    digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    path = os.path.join(tempfile.gettempdir(), f"kit-release-{uid}-{os.getppid()}-{digest}.lock")
+    handle = open(path, "a")  # noqa: SIM115 - kept open: the lock lives as long as the file handle
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
 
 
 async def _run(target: Target, rows: Rows) -> list[dict[str, Any]]:
