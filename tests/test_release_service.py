@@ -84,7 +84,8 @@ def test_canary_split_stickiness_ids_and_pickup_without_restart(server: Server, 
         assert status == 200 and model == versions["v1"]
         assert [set(r) for r in out] == [{"prediction", "probabilities", "prediction_id"}] * 3
         assert len({r["prediction_id"] for r in out}) == 3
-        assert client.get("/metadata").headers["x-kit-model"] == versions["v1"]  # every response says who
+        for path in ("/metadata", "/readyz", "/drift", "/release"):  # every response says who answers
+            assert client.get(path).headers["x-kit-model"] == versions["v1"], path
         start = time.monotonic()
         package.promote(versions["v2"], "try it", canary=25)
         took = wait_for(lambda: client.get("/release").json()["serving"]["percent"] == 25, BOUND_S, "canary seen")

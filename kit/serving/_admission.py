@@ -86,10 +86,10 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
+        plain_send, send = send, _with_headers(send, model_header(self.state))  # X-Kit-Model on every response
         if path in HEALTH_PATHS:
             await self.app(scope, receive, send)
             return
-        plain_send, send = send, _with_headers(send, model_header(self.state))
         try:
             self._authorize(scope, path)
             release = self.state.release
