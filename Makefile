@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/explain.py
 	$(BIN)/python bench/tune.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/serve_layers.py 2>/dev/null
 	$(BIN)/python bench/notebooks.py
 	$(BIN)/python bench/reliability.py
 

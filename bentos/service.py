@@ -3,7 +3,11 @@ the prediction path in kit.bundle.ModelBundle.infer (the same path as the notebo
 
 Model: resolved once by kit.package.served (env KIT_MODEL_TAG, else the bento argument model_tag
 set by `kit build`, else the latest promoted version). Settings: KIT_* variables, see
-kit.serving.Settings and kit.release.ReleaseSettings.
+kit.serving.Settings (one worker per CPU unless KIT_WORKERS says otherwise) and kit.release.ReleaseSettings.
+
+POST /predict is answered by kit.serving.AdmissionMiddleware (parsed and checked once, merged with
+concurrent requests by kit's batcher, answered through the same ServedModel); the `predict` API below
+declares it for the OpenAPI document and clients, and serves it when KIT_FAST_PATH=0.
 
 Release: each worker follows the release state of the model's name (champion, canary or shadow
 challenger; kit promote / kit rollback) without a restart, numbers and logs every prediction and

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,13 +149,16 @@ class ModelBundle:
         """Validate and preprocess raw rows into the network's float32 input."""
         return self.preprocessor.transform(X)
 
-    def infer(self, X: Any) -> Prediction:
+    def infer(self, X: Any, *, groups: Sequence[int] | None = None) -> Prediction:
         """The single prediction path: check rows, preprocess, run the runtime, decode.
 
         Notebook, batch scorer and HTTP service all end up here, so they agree by construction.
 
         Args:
             X: Records (list of dicts), one dict, a DataFrame, or a 2-D array in schema order.
+            groups: Sizes of consecutive groups of rows that are independent requests (the service's
+                merged batches). A runtime whose rows depend on their batch neighbours (dynamic int8)
+                runs each group on its own, so every group gets exactly ``infer(group)``.
 
         Returns:
             Labels and probabilities, or values.
@@ -164,7 +167,10 @@ class ModelBundle:
             SchemaError: If the rows do not match the schema (names the column and row).
         """
         x = np.ascontiguousarray(self.transform(X))
-        raw = self.runtime.run(x) if len(x) else np.zeros((0, self.spec["n_out"]), dtype=np.float32)
+        if not len(x):
+            raw = np.zeros((0, self.spec["n_out"]), dtype=np.float32)
+        else:
+            raw = self.runtime.run(x) if groups is None else self.runtime.run_groups(x, groups)
         if self.task == "regression":
             scale = self.target_scaling or {"mean": 0.0, "std": 1.0}
             return Prediction(values=raw[:, 0].astype(np.float64) * scale["std"] + scale["mean"])

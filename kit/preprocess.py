@@ -168,11 +168,12 @@ class Preprocessor:
                                   f"but got shape {X.shape}", field="shape")
             return {n: X[:, i] for i, n in enumerate(names)}, X.shape[0]
         if isinstance(X, Sequence) and not isinstance(X, str | bytes):
+            expected = set(names)
             for i, record in enumerate(X):
                 if not isinstance(record, Mapping):
                     raise SchemaError(f"row {i} is a {type(record).__name__}, expected an object of "
                                       "feature: value", row=i)
-                if len(record) != len(names) or any(n not in record for n in names):
+                if record.keys() != expected:
                     self._check_names(list(record), row=i)
             return {n: [r[n] for r in X] for n in names}, len(X)
         raise SchemaError(f"cannot read rows from a {type(X).__name__}; pass records (list of dicts), "
@@ -195,12 +196,57 @@ class Preprocessor:
     def transform(self, X: Any) -> np.ndarray:
         """Transform raw rows into a float32 matrix of width :attr:`n_features_out`.
 
+        Numeric columns are converted, imputed and standardized together (one float64 matrix), and
+        categories are one-hot encoded by lookup, straight from the records, a frame or an array. Input
+        with a bad value goes through the column-by-column path, which names the first bad column (in
+        schema order) and row; both paths compute the same float64 arithmetic, so their output is
+        identical.
+
         Raises:
             NotFittedError: Before :meth:`fit`.
             SchemaError: On missing/extra columns, text in a numeric column, an infinite value,
                 or an unseen category (with ``unknown_category="error"``), naming column and row.
         """
         cols, n = self.columns(X)
+        out = np.zeros((n, len(self.output_names_)), dtype=np.float32)
+        numeric, positions, offset = [], [], 0
+        for name in self.feature_names_in_:
+            if self.kinds_[name] == "numeric":
+                numeric.append(name)
+                positions.append(offset)
+                offset += 1
+            else:
+                if not self._one_hot(cols[name], out, offset, self.categories_[name], self.modes_[name]):
+                    return self._transform_columns(cols, n)  # an unseen category: named in schema order
+                offset += len(self.categories_[name])
+        if numeric:
+            try:
+                values = np.array([cols[name] for name in numeric], dtype=np.float64)
+            except (TypeError, ValueError, OverflowError):
+                return self._transform_columns(cols, n)
+            if values.shape != (len(numeric), n) or np.isinf(values).any():
+                return self._transform_columns(cols, n)
+            medians = np.array([self.medians_[c] for c in numeric])[:, None]
+            means = np.array([self.means_[c] for c in numeric])[:, None]
+            scales = np.array([self.scales_[c] for c in numeric])[:, None]
+            values = np.where(np.isnan(values), medians, values)
+            out[:, positions] = ((values - means) / scales).T
+        return out
+
+    def _one_hot(self, values: Any, out: np.ndarray, offset: int, categories: list[str], mode: str) -> bool:
+        """Set the one-hot block of one column; ``False`` on an unseen category under the ``error`` policy."""
+        index = {c: offset + i for i, c in enumerate(categories)}
+        ignore = self.unknown_category == "ignore"
+        for i, value in enumerate(values):
+            j = index.get(mode if is_missing(value) else cat_str(value))
+            if j is not None:
+                out[i, j] = 1.0
+            elif not ignore:
+                return False
+        return True
+
+    def _transform_columns(self, cols: Columns, n: int) -> np.ndarray:
+        """Column by column, raising on the first bad value in schema order (see :meth:`transform`)."""
         out = np.zeros((n, len(self.output_names_)), dtype=np.float32)
         j = 0
         for name in self.feature_names_in_:
@@ -232,7 +278,7 @@ class Preprocessor:
     def _numeric(self, name: str, values: Any) -> np.ndarray:
         try:
             x = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             x = np.empty(len(values), dtype=np.float64)
             for i, v in enumerate(values):
                 if is_missing(v):
@@ -242,8 +288,8 @@ class Preprocessor:
                     if isinstance(v, str | bytes) and not v.strip():
                         raise ValueError
                     x[i] = float(v)
-                except (TypeError, ValueError):
-                    raise SchemaError(f"column {name!r} row {i}: expected a number, got {v!r}",
+                except (TypeError, ValueError, OverflowError):
+                    raise SchemaError(f"column {name!r} row {i}: expected a number, got {v!r:.40}",
                                       field=name, row=i) from None
         if x.ndim != 1:
             raise SchemaError(f"column {name!r}: expected one number per row", field=name)

@@ -9,6 +9,8 @@ checking, preprocessing) and after (softmax, labels, de-standardizing) lives in
 from __future__ import annotations
 
 import abc
+import itertools
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,10 +30,30 @@ class Runtime(abc.ABC):
     """
 
     name: str = "base"
+    batch_invariant: bool = True
+    """Whether a row's output is independent of the other rows in its batch. A dynamic-int8 graph
+    quantizes activations with ranges taken from the whole batch, so its rows move slightly with
+    their neighbours; fp32, fp16 and static-int8 graphs and eager torch do not depend on them."""
 
     @abc.abstractmethod
     def run(self, x: np.ndarray) -> np.ndarray:
         """Raw network outputs for a preprocessed batch."""
+
+    def run_groups(self, x: np.ndarray, groups: Sequence[int]) -> np.ndarray:
+        """Raw outputs for consecutive groups of rows that must not influence each other.
+
+        One call for the whole batch when the runtime is :attr:`batch_invariant`, else one call per
+        group, so each group's outputs equal ``run`` on that group alone.
+
+        Raises:
+            ConfigError: If the group sizes do not add up to the number of rows.
+        """
+        if sum(groups) != len(x) or any(g < 0 for g in groups):
+            raise ConfigError(f"group sizes {list(groups)[:10]} do not add up to the {len(x)} rows", field="groups")
+        if self.batch_invariant or len(groups) <= 1 or not len(x):
+            return self.run(x)
+        bounds = itertools.pairwise(np.cumsum([0, *groups]))
+        return np.concatenate([self.run(x[a:b]) for a, b in bounds if b > a])
 
 
 class TorchRuntime(Runtime):
@@ -106,6 +128,9 @@ class OnnxRuntime(Runtime):
         except Exception as exc:  # onnxruntime raises its own exception types
             raise IntegrityError(f"ONNX graph {self.artifact!r} cannot be loaded: {exc}",
                                  file=self.artifact) from exc
+        # a graph that quantizes activations on the fly (DynamicQuantizeLinear, or the fused
+        # DynamicQuantizeMatMul the int8-dynamic variant holds) takes their ranges from the whole batch
+        self.batch_invariant = b"DynamicQuantize" not in model
         self._input = self.session.get_inputs()[0].name
         self._outputs = [self.session.get_outputs()[0].name]
         # One RunOptions for every call: without it ONNX Runtime builds a default one per run,

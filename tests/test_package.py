@@ -133,6 +133,8 @@ def test_built_bento_carries_model_and_dockerfile(bento: dict[str, Any]) -> None
     requirements = (Path(built.path) / "env" / "python" / "requirements.txt").read_text().splitlines()
     assert requirements[0] == "--extra-index-url https://download.pytorch.org/whl/cpu"
     assert "torch==2.13.*" in requirements
+    # the service's JSON codec and uvicorn's fast parser and loop are in the image too
+    assert {"orjson", "httptools", "uvloop"} <= {r.split(">")[0].split("=")[0] for r in requirements}
     assert "requirements.txt" in (Path(built.path) / "env" / "docker" / "Dockerfile").read_text()
 
 

@@ -111,3 +111,31 @@ def test_schema_and_example_validate():
     kinds = {f["name"]: f["kind"] for f in pre.schema()}
     assert kinds == {"age": "numeric", "city": "categorical", "income": "numeric"}
     assert pre.transform([pre.example()]).shape == (1, 5)
+
+
+def test_vectorized_transform_equals_the_column_by_column_path():
+    rng = np.random.default_rng(1)
+    n = 300
+    X = pd.DataFrame({"a": rng.normal(0, 3, n), "b": rng.integers(0, 9, n).astype(float),
+                      "c": rng.choice(["x", "y", "z"], n), "d": rng.normal(5, 1, n), "e": rng.choice(["u", "v"], n)})
+    pre = Preprocessor().fit(X)
+    X.loc[::5, "a"] = np.nan
+    X.loc[::7, "c"] = None
+    records = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+               for r in X.astype(object).to_dict("records")]
+    records[3]["b"] = 4  # an int, and a number given as text, are read as numbers like before
+    records[4]["d"] = "5.5"
+    for given in (X, records, records[:1], X.to_numpy(dtype=object), []):
+        cols, rows = pre.columns(given)
+        # bit for bit: the joint float64 arithmetic is the per-column arithmetic
+        np.testing.assert_array_equal(pre.transform(given), pre._transform_columns(cols, rows))
+
+
+def test_the_first_bad_value_in_schema_order_is_named():
+    row = {"age": 1, "city": "lima", "income": float("inf")}
+    # 'city' comes before 'income' in the schema, so its unseen category is the one named, as before
+    with pytest.raises(SchemaError, match="unseen category 'lima'") as info:
+        fitted().transform([{"age": 1, "city": "rome", "income": 2}, row])
+    assert (info.value.field, info.value.row) == ("city", 1)
+    with pytest.raises(SchemaError, match="'age' row 0: expected a number, got 1000000000"):
+        fitted().transform([{"age": 10**400, "city": "rome", "income": 2}])  # too large for a float: a 4xx, not a crash

@@ -70,3 +70,44 @@ def test_cuda_device_is_used_only_when_available(bc_bundle, graph):
             OnnxRuntime(bc_bundle, model=graph, device="cuda")
     # auto falls back to the CPU when there is no CUDA provider
     assert "CPUExecutionProvider" in OnnxRuntime(bc_bundle, model=graph, device="auto").session.get_providers()
+
+
+@pytest.fixture(scope="module")
+def int8_dynamic(bc_bundle):
+    from kit.quantize import attach
+
+    return attach(bc_bundle, "ort-int8-dynamic")
+
+
+def test_batch_invariance_is_known_per_graph(bc_bundle, graph, int8_dynamic):
+    assert OnnxRuntime(bc_bundle, model=graph).batch_invariant
+    assert get_runtime("torch", bc_bundle).batch_invariant
+    # dynamic int8 quantizes activations with ranges taken from the whole batch
+    assert not int8_dynamic.runtime.batch_invariant
+
+
+def test_groups_run_alone_on_a_batch_dependent_runtime(int8_dynamic, bc_result):
+    rows = bc_result.splits.test.X.to_dict("records")
+    sizes = [1, 5, 0, 20, len(rows) - 26]
+    grouped = int8_dynamic.infer(rows, groups=sizes).probabilities
+    alone, start = [], 0
+    for n in sizes:
+        if n:
+            alone.append(int8_dynamic.infer(rows[start:start + n]).probabilities)
+        start += n
+    # every group gets exactly what it gets on its own, whatever shares the call
+    np.testing.assert_array_equal(grouped, np.vstack(alone))
+    merged = int8_dynamic.infer(rows).probabilities
+    assert np.abs(merged - grouped).max() > 0  # without groups the rows move with their neighbours
+    with pytest.raises(ConfigError, match="do not add up"):
+        int8_dynamic.infer(rows, groups=[1, 2])
+
+
+def test_groups_are_one_call_on_a_batch_invariant_runtime(bc_bundle, graph, x):
+    calls = []
+    rt = OnnxRuntime(bc_bundle, model=graph)
+    original = rt.run
+    rt.run = lambda batch: calls.append(len(batch)) or original(batch)  # type: ignore[method-assign]
+    out = rt.run_groups(x, [3, len(x) - 3])
+    assert calls == [len(x)]
+    np.testing.assert_array_equal(out, original(x))

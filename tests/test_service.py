@@ -45,8 +45,10 @@ def served(mixed_result: TrainResult, tmp_path_factory: pytest.TempPathFactory) 
     bundle = explain.attach(bundle, explain.explain(bundle, train_x.head(20), background=train_x, background_size=30))
     tag = package.save(bundle, "mixed")
     package.promote(tag, "test service")
+    # one worker: the drift test counts an exact window; test_drift_covers_every_worker and the reliability
+    # suite run several workers (the default is one per CPU)
     env = {"KIT_MAX_ROWS": "100", "KIT_MAX_BODY_BYTES": "200000", "KIT_DRIFT_WINDOW": "150",
-           "KIT_MAX_EXPLAIN_ROWS": "5"}
+           "KIT_MAX_EXPLAIN_ROWS": "5", "KIT_WORKERS": "1"}
     with serving(None, home, env=env) as server:  # None: the latest promoted version
         yield {"server": server, "bundle": bundle, "tag": tag, "result": mixed_result}
 

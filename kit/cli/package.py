@@ -99,7 +99,7 @@ def register(sub: Any) -> None:
     p.add_argument("--bento", help="serve a built bento tag instead of the bentos/ directory")
     p.add_argument("--port", type=int, default=3000)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--no-batching", action="store_true", help="turn adaptive batching off")
+    p.add_argument("--no-batching", action="store_true", help="one model call per request (KIT_BATCHING=0)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("models", help="list stored versions with labels and promotion state")

@@ -46,11 +46,13 @@ class Target:
         tag: ``name:version``.
         model: The served model (``predict_rows(rows) -> records``, ``bundle``).
         submit: The batched way to answer a request on the event loop (``None``: call ``model.predict_rows``).
+        batcher: The serving layer's batcher behind ``submit``, if any.
     """
 
     tag: str
     model: Any
     submit: Callable[[Rows], Awaitable[list[dict[str, Any]]]] | None = None
+    batcher: Any = None
 
 
 @dataclass(frozen=True)

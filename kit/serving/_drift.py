@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kit._json import json_default
 from kit.errors import ConfigError
+from kit.serving import _codec
+from kit.serving._errors import BadRequestError
+from kit.serving._metrics import metric
 
 if TYPE_CHECKING:
     from kit.serving._settings import Settings
@@ -58,7 +59,7 @@ class SharedWindows:
         """Replace this worker's shared window."""
         path = self.directory / f"{self.pid}.json"
         tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps({"pid": self.pid, "seen": seen, "rows": rows}, default=json_default))
+        tmp.write_bytes(_codec.dumps({"pid": self.pid, "seen": seen, "rows": rows}))
         os.replace(tmp, path)
 
     def read_others(self) -> list[tuple[list[dict[str, Any]], int]]:
@@ -72,8 +73,8 @@ class SharedWindows:
                     path.unlink()
                 continue
             try:
-                data = json.loads(path.read_text(), parse_constant=float)
-            except (OSError, ValueError):  # being replaced right now, or gone: skip this once
+                data = _codec.loads(path.read_bytes())
+            except (OSError, BadRequestError):  # being replaced right now, or gone: skip this once
                 continue
             out.append((list(data.get("rows", [])), int(data.get("seen", 0))))
         return out
@@ -89,17 +90,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-_GAUGE: list[Any] = []
-
-
 def psi_gauge() -> Any:
-    """The Prometheus gauge (created once per process, through BentoML's metrics client)."""
-    if not _GAUGE:
-        try:
-            import bentoml
-        except ImportError:  # pragma: no cover - serving extra not installed
-            return None
-        _GAUGE.append(bentoml.metrics.Gauge(
-            name="kit_drift_psi", documentation="PSI of recent inputs against the training reference",
-            labelnames=["feature"], multiprocess_mode="mostrecent"))
-    return _GAUGE[0]
+    """The ``kit_drift_psi{feature}`` gauge (created once per process, ``None`` without prometheus_client)."""
+    return metric("Gauge", "kit_drift_psi", "PSI of recent inputs against the training reference",
+                   labelnames=["feature"], multiprocess_mode="mostrecent")

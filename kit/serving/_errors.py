@@ -25,3 +25,9 @@ class PayloadTooLargeError(KitError):
     """The request body is larger than the configured limit."""
 
     status_code = 413
+
+
+class MethodNotAllowedError(KitError):
+    """The endpoint takes another HTTP method (``GET /predict``)."""
+
+    status_code = 405

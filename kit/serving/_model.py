@@ -16,6 +16,7 @@ from kit._json import to_json
 from kit.errors import DataError
 from kit.release._drift import tests as drift_tests
 from kit.release._prom import drift_gauges
+from kit.serving import _codec
 from kit.serving._drift import DRIFT_MIN_ROWS, PSI_ALERT, SharedWindows, psi_gauge
 from kit.serving._errors import NotAvailableError
 from kit.serving._settings import Settings
@@ -40,29 +41,50 @@ class ServedModel:
                  metadata: dict[str, Any] | None = None) -> None:
         self.bundle = bundle
         self.tag = tag
-        self.settings = settings or Settings()
+        self.settings = settings or Settings(workers=1)
         self.store_info = metadata or {}
         self._window: deque[dict[str, Any]] = deque(maxlen=self.settings.drift_window)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the drift window
+        self.lock = threading.Lock()
+        """Held while the model runs: a runtime is used by one thread at a time."""
         self.seen = 0
-        self._shared = SharedWindows.for_settings(self.settings)
+        self.predict_path = "in process"
+        """How the service answers ``/predict`` (set when the service attaches the model; see ``/metadata``)."""
+        self._shared = SharedWindows.for_settings(self.settings) if self.settings.drift_window else None
         if self._shared is not None:
             threading.Thread(target=self._share_loop, name="kit-drift-share", daemon=True).start()
         bundle.infer(bundle.example(2))  # build the runtime now: errors at startup, not on request 1
 
+    def predict_requests(self, requests: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+        """One list of output records per request, from one ``bundle.infer`` call; rows join the drift window.
+
+        Each request is a group of :meth:`~kit.bundle.ModelBundle.infer`, so its answer equals
+        ``bundle.infer(request)`` whichever requests share the call. The caller holds :attr:`lock`
+        (kit's batcher does; :meth:`predict_rows` takes it).
+        """
+        sizes = [len(rows) for rows in requests]
+        flat = requests[0] if len(requests) == 1 else [row for rows in requests for row in rows]
+        records = self.bundle.infer(flat, groups=sizes).records()
+        with self._lock:
+            self._window.extend(flat)  # references to the parsed rows; a window of size 0 keeps none
+            self.seen += len(flat)
+        out, start = [], 0
+        for n in sizes:
+            out.append(records[start:start + n])
+            start += n
+        return out
+
     def predict_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One output record per input row, through ``bundle.infer``; rows join the drift window."""
-        out = self.bundle.infer(rows)
-        with self._lock:
-            self._window.extend(rows)
-            self.seen += len(rows)
-        return out.records()
+        with self.lock:
+            return self.predict_requests([rows])[0]
 
     def score_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Predictions for a frame of raw rows (a target column, if present, is ignored)."""
         if self.bundle.target in frame.columns:
             frame = frame.drop(columns=[self.bundle.target])
-        return self.bundle.infer(frame).to_frame()
+        with self.lock:
+            return self.bundle.infer(frame).to_frame()
 
     def predict_csv(self, data: bytes) -> str:
         """Score a CSV upload; returns the predictions as CSV text (one line per input row).
@@ -111,7 +133,8 @@ class ServedModel:
             from kit import explain as kit_explain
         except ModuleNotFoundError:
             raise NotAvailableError("kit.explain is not installed in this service", field="explanation") from None
-        ex = kit_explain.explain(self.bundle, rows)
+        with self.lock:
+            ex = kit_explain.explain(self.bundle, rows)
         targets = ex.target if ex.target is not None else [None] * len(ex.values)
         data = {
             "method": ex.method, "output": ex.output, "feature_names": list(ex.feature_names),
@@ -135,7 +158,10 @@ class ServedModel:
             "limits": {"max_rows": self.settings.max_rows, "max_explain_rows": self.settings.max_explain_rows,
                        "max_body_bytes": self.settings.max_body_bytes},
             "batching": {"enabled": self.settings.batching, "max_batch_size": self.settings.max_batch_size,
-                         "max_latency_ms": self.settings.max_latency_ms},
+                         "wait_ms": self.settings.batch_wait_ms, "max_latency_ms": self.settings.max_latency_ms},
+            "serving": {"predict": self.predict_path, "workers": self.settings.workers, "json": _codec.ENGINE,
+                        "drift_window": self.settings.drift_window,
+                        "batch_invariant": self.bundle.runtime.batch_invariant},
         })
         return out
 

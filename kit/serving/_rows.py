@@ -2,23 +2,83 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import TYPE_CHECKING, Any
 
 from kit.errors import SchemaError
+from kit.serving import _codec
 from kit.serving._errors import BadRequestError
 
 if TYPE_CHECKING:
     from kit.bundle import ModelBundle
 
+_INF = float("inf")
+
 
 def parse_json(body: bytes) -> Any:
     """Parse a request body; ``NaN``/``Infinity`` literals parse (and are refused later by field)."""
-    try:
-        return json.loads(body, parse_constant=float)
-    except (ValueError, RecursionError) as exc:
-        raise BadRequestError(f"request body is not valid JSON: {exc}", field="body") from None
+    return _codec.loads(body)
+
+
+class RowChecker:
+    """The schema checks of :func:`check_rows`, prepared once per model (the service builds one at start-up).
+
+    Args:
+        bundle: The served model; its preprocessor's names, kinds, categories and policy are read now.
+    """
+
+    def __init__(self, bundle: ModelBundle) -> None:
+        pre = bundle.preprocessor
+        self.names: list[str] = list(pre.feature_names_in_)
+        self.known = frozenset(self.names)
+        self.kinds: dict[str, str] = dict(pre.kinds_)
+        self.numeric = frozenset(n for n in self.names if self.kinds[n] == "numeric")
+        self.categories: dict[str, list[str]] = {n: list(c) for n, c in pre.categories_.items()}
+        self.policy: str = pre.unknown_category
+        # the category sets an unseen-category check needs (none under the "ignore" policy)
+        self.allowed = {n: frozenset(c) for n, c in self.categories.items()} if self.policy == "error" else {}
+
+    def __call__(self, payload: Any, max_rows: int) -> list[dict[str, Any]]:
+        """Check a parsed body; see :func:`check_rows`."""
+        if not isinstance(payload, dict) or "rows" not in payload:
+            raise BadRequestError('expected a JSON object {"rows": [{feature: value, ...}, ...]}', field="rows")
+        if len(payload) > 1:
+            extra = next((k for k in payload if k not in ("rows", "key")), None)
+            if extra is not None:
+                raise BadRequestError(f"unexpected key {extra!r}; the body holds 'rows' and optionally 'key'",
+                                      field=str(extra))
+            key = payload["key"]
+            if isinstance(key, bool) or not isinstance(key, str | int):
+                raise BadRequestError("'key' (the sticky routing key) must be a string", field="key")
+        rows = payload["rows"]
+        if not isinstance(rows, list):
+            raise SchemaError(f"'rows' must be a list of objects, got {type(rows).__name__}", field="rows")
+        if len(rows) > max_rows:
+            raise SchemaError(f"too many rows: {len(rows)} > the limit of {max_rows} per request; "
+                              "split the request or use /predict_file", field="rows")
+        names, numeric, allowed = self.names, self.numeric, self.allowed
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise SchemaError(f"row {i} is a {type(row).__name__}, expected an object of feature: value", row=i)
+            if row.keys() != self.known:
+                self._names(row, i)
+            for name in names:
+                value = row[name]
+                kind = type(value)
+                if kind is float and name in numeric and -_INF < value < _INF:
+                    continue  # the common case, checked inline: a finite number (NaN fails the comparison)
+                if kind is str and name not in numeric and (not allowed or value in allowed[name]):
+                    continue  # a known category, or any text under the "ignore" policy
+                _check_value(self.kinds[name], name, value, i, self.categories.get(name), self.policy)
+        return rows
+
+    def _names(self, row: dict[str, Any], i: int) -> None:
+        for name in self.names:
+            if name not in row:
+                raise SchemaError(f"row {i}: missing field {name!r}", field=name, row=i)
+        unknown = next(k for k in row if k not in self.known)
+        raise SchemaError(f"row {i}: unknown field {unknown!r}; the model takes: {', '.join(self.names)}",
+                          field=str(unknown), row=i)
 
 
 def check_rows(bundle: ModelBundle, payload: Any, max_rows: int) -> list[dict[str, Any]]:
@@ -38,38 +98,7 @@ def check_rows(bundle: ModelBundle, payload: Any, max_rows: int) -> list[dict[st
         SchemaError: Naming the field and row of the first bad value, or ``rows`` when there
             are more than ``max_rows``.
     """
-    if not isinstance(payload, dict) or "rows" not in payload:
-        raise BadRequestError('expected a JSON object {"rows": [{feature: value, ...}, ...]}', field="rows")
-    extra = [k for k in payload if k not in ("rows", "key")]
-    if extra:
-        raise BadRequestError(f"unexpected key {extra[0]!r}; the body holds 'rows' and optionally 'key'",
-                              field=str(extra[0]))
-    key = payload.get("key")
-    if key is not None and (isinstance(key, bool) or not isinstance(key, str | int)):
-        raise BadRequestError("'key' (the sticky routing key) must be a string", field="key")
-    rows = payload["rows"]
-    if not isinstance(rows, list):
-        raise SchemaError(f"'rows' must be a list of objects, got {type(rows).__name__}", field="rows")
-    if len(rows) > max_rows:
-        raise SchemaError(f"too many rows: {len(rows)} > the limit of {max_rows} per request; "
-                          "split the request or use /predict_file", field="rows")
-    pre = bundle.preprocessor
-    names = pre.feature_names_in_
-    known = set(names)
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise SchemaError(f"row {i} is a {type(row).__name__}, expected an object of feature: value", row=i)
-        for name in names:
-            if name not in row:
-                raise SchemaError(f"row {i}: missing field {name!r}", field=name, row=i)
-        if len(row) != len(names):
-            unknown = next(k for k in row if k not in known)
-            raise SchemaError(f"row {i}: unknown field {unknown!r}; the model takes: {', '.join(names)}",
-                              field=str(unknown), row=i)
-        for name in names:
-            _check_value(pre.kinds_[name], name, row[name], i, pre.categories_.get(name),
-                         pre.unknown_category)
-    return rows
+    return RowChecker(bundle)(payload, max_rows)
 
 
 def _check_value(kind: str, name: str, value: Any, row: int, categories: list[str] | None,
@@ -85,7 +114,8 @@ def _check_value(kind: str, name: str, value: Any, row: int, categories: list[st
         except OverflowError:
             finite = False
         if not finite:
-            raise SchemaError(f"row {row}: field {name!r} must be finite, got {value!r:.40}", field=name, row=row)
+            raise SchemaError(f"row {row}: field {name!r} must be a finite number, got {value!r:.40}; "
+                              "send null for a missing value (it is imputed)", field=name, row=row)
         return
     if not isinstance(value, str | int | bool) or (isinstance(value, float) and not math.isfinite(value)):
         raise SchemaError(f"row {row}: field {name!r} must be a category (string) or null, got "
