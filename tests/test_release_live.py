@@ -292,3 +292,17 @@ def test_record_during_concurrent_writes(url: str) -> None:
         t.join()
     assert log.written == 400 and log.failed == 0 and log.dropped == 0
     log.close()
+
+
+def test_counts_cover_the_window_while_decoded_rows_are_bounded(url: str, bc_bundle: ModelBundle) -> None:
+    from kit.release import load
+
+    rows = bc_bundle.example(60)
+    outputs = bc_bundle.infer(rows).records()
+    _log_rows(url, "bc", "bc:1", "champion", rows[:50], outputs[:50])
+    _log_rows(url, "bc", "bc:1", "champion", rows[50:], outputs[50:], error="RuntimeError: x")
+    window = load("bc", url, window_s=3600, recent=10)
+    v = window.versions["bc:1"]
+    assert v.predictions == 60 and v.errors == 10 and len(v.recent.ids) == 10  # exact counts, bounded rows
+    report = performance("bc", url, window_s=3600)["versions"][0]
+    assert report["predictions"] == 60 and report["error_rate"]["value"] == pytest.approx(10 / 60)

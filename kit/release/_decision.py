@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from kit.release._performance import Version, Window, load, pairs, performance
+from kit.release._performance import Rows, Version, Window, load, pairs, performance
 from kit.release._state import _Stale, change, read, rollback_change
 from kit.release._stats import ALPHA, mcnemar, two_proportions, welch
 
@@ -55,16 +55,16 @@ class Thresholds:
 
 def _errors(champ: Version | None, chall: Version, th: Thresholds) -> tuple[list[str], list[dict[str, Any]]]:
     reasons, tests = [], []
-    n2 = len(chall.ids)
+    n2 = chall.predictions
     if n2 < th.min_rows:
         return [], []
     rate = chall.errors / n2
     if rate > th.max_error_rate:
         reasons.append(f"roll back: the challenger failed on {rate:.1%} of {n2} predictions, over the "
                        f"threshold of {th.max_error_rate:.1%}")
-    if champ is not None and len(champ.ids) >= th.min_rows:
+    if champ is not None and champ.predictions >= th.min_rows:
         test = {"what": "error rate, challenger vs champion",
-                **two_proportions(chall.errors, n2, champ.errors, len(champ.ids))}
+                **two_proportions(chall.errors, n2, champ.errors, champ.predictions)}
         tests.append(test)
         if test["p_value"] is not None and test["p_value"] < th.alpha and test["difference"] > 0:
             reasons.append(f"roll back: the challenger errs significantly more often than the champion "
@@ -72,7 +72,7 @@ def _errors(champ: Version | None, chall: Version, th: Thresholds) -> tuple[list
     return reasons, tests
 
 
-def _outcomes(v: Version, idx: list[int] | None = None) -> tuple[np.ndarray, str]:
+def _outcomes(v: Rows, idx: list[int] | None = None) -> tuple[np.ndarray, str]:
     """Per labelled row: correctness (classification) or squared error (regression)."""
     rows = idx if idx is not None else list(range(len(v.ids)))
     rows = [i for i in rows if v.outputs[i] is not None and v.labels[i] is not None]
@@ -92,18 +92,18 @@ def _quality(champ: Version, chall: Version, th: Thresholds) -> tuple[list[str],
     """Reasons to roll back, the tests, and whether non-inferiority is shown."""
     from scipy.stats import norm, t
 
-    ids, a, b = pairs(champ, chall)
+    ids, a, b = pairs(champ.labelled, chall.labelled)
     paired = False
     if ids:
-        x1, metric = _outcomes(champ, a)
-        x2, _ = _outcomes(chall, b)
+        x1, metric = _outcomes(champ.labelled, a)
+        x2, _ = _outcomes(chall.labelled, b)
         both = np.isfinite(x1) & np.isfinite(x2) if len(x1) == len(x2) and len(x1) else np.array([], bool)
         paired = len(x1) == len(x2) and int(both.sum()) >= th.min_labels
     if paired:
         x1, x2 = x1[both], x2[both]
     else:
-        x1, metric = _outcomes(champ)
-        x2, _ = _outcomes(chall)
+        x1, metric = _outcomes(champ.labelled)
+        x2, _ = _outcomes(chall.labelled)
         x1, x2 = x1[np.isfinite(x1)], x2[np.isfinite(x2)]
     if min(len(x1), len(x2)) < th.min_labels:
         return [], [], False
@@ -162,7 +162,7 @@ def recommend(window: Window, champion: str | None, challenger: str | None,
         return {**base, "action": "none", "reasons": ["no challenger on trial"]}
     chall = window.versions.get(challenger)
     champ = window.versions.get(champion or "")
-    if chall is None or not chall.ids:
+    if chall is None or not chall.predictions:
         return {**base, "action": "keep", "reasons": [f"{challenger} made no predictions in the window yet"]}
     reasons, tests = _errors(champ, chall, th)
     shown = False
@@ -184,7 +184,7 @@ def recommend(window: Window, champion: str | None, challenger: str | None,
 
 
 def _labelled(v: Version | None) -> int:
-    return 0 if v is None else sum(o is not None and y is not None for o, y in zip(v.outputs, v.labels, strict=True))
+    return 0 if v is None else sum(o is not None for o in v.labelled.outputs)
 
 
 def status(name: str, url: str | None = None, *, window_s: float = 86400.0, thresholds: Thresholds = Thresholds(),

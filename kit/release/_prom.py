@@ -84,32 +84,36 @@ class ReleaseMetrics:
         self.test_metric = m("Gauge", "kit_model_test_metric", "offline test metric of the version",
                              ("model", "version", "metric"))
         self.action = m("Gauge", "kit_release_recommendation", "1 for the recommended action", ("model", "action"))
-        self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
+        self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._classes: dict[tuple[str, str, str], Any] = {}
 
     def answered(self, tag: str, route: str, seconds: float, outputs: list[dict[str, Any]] | None) -> None:
         """Count one request answered by ``tag`` on ``route`` with its outputs (``None``: it failed)."""
         if self.requests is None:
             return
-        key = (tag, route, "")
-        children = self._children.get(key)
+        children = self._children.get((tag, route))
         if children is None:
             labels = {"model": self.name, "version": _version(tag), "route": route}
-            children = self._children[key] = (self.requests.labels(**labels), self.errors.labels(**labels),
-                                              self.latency.labels(**labels))
-        requests, errors, latency = children
-        requests.inc()
+            children = self._children[(tag, route)] = (self.requests.labels(**labels).inc,
+                                                       self.errors.labels(**labels).inc,
+                                                       self.latency.labels(**labels).observe,
+                                                       self.values.labels(**labels).observe, labels)
+        requests, errors, latency, values, labels = children
+        requests()
         if outputs is None:
-            errors.inc()
+            errors()
             return
-        latency.observe(seconds)
-        if outputs and "probabilities" in outputs[0]:
-            for o in outputs:
-                self.classes.labels(model=self.name, version=_version(tag), route=route,
-                                    prediction=str(o["prediction"])).inc()
-        else:
-            observe = self.values.labels(model=self.name, version=_version(tag), route=route).observe
-            for o in outputs:
-                observe(float(o["prediction"]))
+        latency(seconds)
+        for o in outputs:
+            p = o["prediction"]
+            if isinstance(p, float) and "probabilities" not in o:
+                values(p)
+                continue
+            key = (tag, route, str(p))
+            count = self._classes.get(key)
+            if count is None:
+                count = self._classes[key] = self.classes.labels(**labels, prediction=str(p)).inc
+            count()
 
     def shadow_outcome(self, tag: str, outcome: str) -> None:
         """Count one shadow job's outcome."""
