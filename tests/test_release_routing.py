@@ -123,3 +123,21 @@ def test_what_a_worker_serves_for_a_state_and_the_environment(tmp_path: Any) -> 
     # the runtime swaps its view whole: a fresh store has no state, so it keeps serving its champion
     r = runtime()
     assert r.refresh().champion.tag == "bc:1" and r.choose("k")[2] == "champion"
+
+
+def test_metrics_are_summed_off_the_request_path_and_match_observing_one_by_one() -> None:
+    import prometheus_client as pc
+
+    from kit.release._prom import LATENCY_BUCKETS, _observe_many
+
+    registry = pc.CollectorRegistry()
+    one = pc.Histogram("one", "one", buckets=LATENCY_BUCKETS, registry=registry)
+    many = pc.Histogram("many", "many", buckets=LATENCY_BUCKETS, registry=registry)
+    values = [0.0004, 0.0005, 0.001, 0.003, 0.3, 10.0, 20.0] * 50
+    for v in values:
+        one.observe(v)
+    _observe_many(many, values)
+    samples = {m.name: [(s.name.rsplit("_", 1)[-1], s.labels.get("le"), s.value) for s in m.samples
+                        if not s.name.endswith("_created")] for m in registry.collect()}
+    for (kind, le, a), (_, _, b) in zip(samples["one"], samples["many"], strict=True):
+        assert a == pytest.approx(b), (kind, le)

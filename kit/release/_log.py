@@ -83,8 +83,10 @@ class Ids:
 
     def take(self, n: int) -> list[str]:
         """``n`` fresh ids."""
-        p = self.prefix
-        return [f"{p}{i:010x}" for i in itertools.islice(self._count, n)]
+        p, count = self.prefix, self._count
+        if n == 1:
+            return [f"{p}{next(count):010x}"]
+        return [f"{p}{next(count):010x}" for _ in range(n)]
 
 
 class PredictionLog:

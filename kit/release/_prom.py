@@ -28,7 +28,17 @@ directory), so every worker's counts reach ``/metrics``; gauges keep the most re
 
 from __future__ import annotations
 
+import bisect
+import logging
+import threading
+import time
+from collections import deque
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+FLUSH_S = 1.0
+"""How often request counts reach the Prometheus metrics (they are queued by the request)."""
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ACTIONS = ("none", "keep", "promote", "roll back")
@@ -86,34 +96,70 @@ class ReleaseMetrics:
         self.action = m("Gauge", "kit_release_recommendation", "1 for the recommended action", ("model", "action"))
         self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._classes: dict[tuple[str, str, str], Any] = {}
+        self._pending: deque[tuple[Any, ...]] = deque(maxlen=100_000)
+        if self.requests is not None:
+            threading.Thread(target=self._flush_loop, name="kit-release-metrics", daemon=True).start()
 
     def answered(self, tag: str, route: str, seconds: float, outputs: list[dict[str, Any]] | None) -> None:
-        """Count one request answered by ``tag`` on ``route`` with its outputs (``None``: it failed)."""
-        if self.requests is None:
-            return
+        """Count one request answered by ``tag`` on ``route`` with its outputs (``None``: it failed).
+
+        The request only appends to a queue; a background thread applies the counts every
+        :data:`FLUSH_S` seconds, so ``/metrics`` lags by at most that and a request pays no
+        Prometheus lock or file write.
+        """
+        if self.requests is not None:
+            self._pending.append((tag, route, seconds, outputs))
+
+    def flush(self) -> None:
+        """Apply the queued request counts to the Prometheus metrics now, summed per version and route."""
+        pending = self._pending
+        sums: dict[tuple[str, str], list[Any]] = {}
+        while pending:
+            tag, route, seconds, outputs = pending.popleft()
+            agg = sums.get((tag, route))
+            if agg is None:
+                agg = sums[(tag, route)] = [0, 0, [], {}, []]  # requests, errors, latencies, classes, values
+            agg[0] += 1
+            if outputs is None:
+                agg[1] += 1
+                continue
+            agg[2].append(seconds)
+            for o in outputs:
+                p = o["prediction"]
+                if isinstance(p, float) and "probabilities" not in o:
+                    agg[4].append(p)
+                else:
+                    agg[3][str(p)] = agg[3].get(str(p), 0) + 1
+        for (tag, route), (n, failed, latencies, classes, values) in sums.items():
+            requests, errors, latency, value, labels = self._child(tag, route)
+            requests.inc(n)
+            if failed:
+                errors.inc(failed)
+            _observe_many(latency, latencies)
+            _observe_many(value, values)
+            for prediction, count in classes.items():
+                key = (tag, route, prediction)
+                child = self._classes.get(key)
+                if child is None:
+                    child = self._classes[key] = self.classes.labels(**labels, prediction=prediction)
+                child.inc(count)
+
+    def _flush_loop(self) -> None:
+        while True:
+            time.sleep(FLUSH_S)
+            try:
+                self.flush()
+            except Exception:  # metrics must never take the service down
+                log.exception("flushing release metrics failed")
+
+    def _child(self, tag: str, route: str) -> tuple[Any, ...]:
         children = self._children.get((tag, route))
         if children is None:
             labels = {"model": self.name, "version": _version(tag), "route": route}
-            children = self._children[(tag, route)] = (self.requests.labels(**labels).inc,
-                                                       self.errors.labels(**labels).inc,
-                                                       self.latency.labels(**labels).observe,
-                                                       self.values.labels(**labels).observe, labels)
-        requests, errors, latency, values, labels = children
-        requests()
-        if outputs is None:
-            errors()
-            return
-        latency(seconds)
-        for o in outputs:
-            p = o["prediction"]
-            if isinstance(p, float) and "probabilities" not in o:
-                values(p)
-                continue
-            key = (tag, route, str(p))
-            count = self._classes.get(key)
-            if count is None:
-                count = self._classes[key] = self.classes.labels(**labels, prediction=str(p)).inc
-            count()
+            children = self._children[(tag, route)] = (self.requests.labels(**labels), self.errors.labels(**labels),
+                                                       self.latency.labels(**labels), self.values.labels(**labels),
+                                                       labels)
+        return children
 
     def shadow_outcome(self, tag: str, outcome: str) -> None:
         """Count one shadow job's outcome."""
@@ -177,6 +223,30 @@ def drift_gauges(tests: dict[str, Any]) -> None:
         if f["p_adjusted"] == f["p_adjusted"]:
             p_value.labels(feature=feature).set(f["p_adjusted"])
     drifted.set(len(tests["drifted"]))
+
+
+def _observe_many(histogram: Any, values: list[float]) -> None:
+    """Observe many values at once: one increment per bucket and one for the sum.
+
+    prometheus_client's histogram child keeps its non-cumulative bucket counts in ``_buckets`` and its
+    bounds in ``_upper_bounds``; with another layout the values are observed one by one.
+    """
+    if not values:
+        return
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:  # another client version: one by one
+        for v in values:
+            histogram.observe(v)
+        return
+    counts: dict[int, int] = {}
+    for v in values:
+        i = bisect.bisect_left(bounds, v)
+        counts[i] = counts.get(i, 0) + 1
+    for i, n in counts.items():
+        buckets[i].inc(n)
+    total.inc(sum(values))
 
 
 def _version(tag: str) -> str:
