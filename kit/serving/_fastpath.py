@@ -46,24 +46,23 @@ async def predict(state: AdmissionState, scope: Scope, receive: Receive, send: S
     start = time.perf_counter()
     s = state.settings
     assert state.checker is not None and state.batcher is not None
-    send = with_model_header(send, state)  # X-Kit-Model on errors too; an answer names the version that gave it
-    headers: list[tuple[bytes, bytes]] = []
+    champion = [(MODEL_HEADER, state.model.tag.encode())] if state.model is not None else []
     try:
         authorize(scope, s.api_key)
         payload = _codec.loads(await read_body(scope, receive, s.max_body_bytes, PATH))
         rows = state.checker(payload, s.max_rows)
         if state.release is not None:  # routed, numbered, counted and logged (kit.release)
             records, tag = await state.release.answer(rows, request_key(scope, payload))
-            headers = [(MODEL_HEADER, tag.encode())]
+            headers = [(MODEL_HEADER, tag.encode())]  # the version that answered
         else:
-            records = await state.batcher.submit(rows)
+            records, headers = await state.batcher.submit(rows), champion
         data = _codec.dumps(records)
     except KitError as exc:
-        status = await send_error(send, exc)
+        status = await send_error(with_model_header(send, state), exc)
     except Exception:  # the model failed on rows the checks accepted: a server error, logged with its cause
         log.exception("POST /predict failed")
         status = 500
-        await send_json(send, status, INTERNAL)
+        await send_json(send, status, INTERNAL, champion)
     else:
         status = 200
         await send_json(send, status, data, headers)
