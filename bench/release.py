@@ -13,8 +13,11 @@ Three real servers on 127.0.0.1, started by this run on this machine, with the s
 
 The servers and load generator of bench/serve.py (one row per request, closed loop, keep-alive) run
 them side by side at concurrency 1, 8, 32 and 64 in interleaved rounds (the order rotates every round)
-so all see the same machine load, and print rows/s per round and the (c)/(a) and (c)/(b) throughput
-ratios per level (goal: (c)/(a) >= 0.90).
+so all see the same machine load. Printed per level: rows/s and the (c)/(a), (c)/(b) throughput ratios
+(goal: (c)/(a) >= 0.90), and the servers' own CPU time per request (user + system, all workers, from
+psutil), whose round-by-round ratio is far steadier than throughput on a machine shared with other
+work: the load generator and other processes take cores from every server alike, CPU per request
+counts only what the server spent.
 Requests carry no key, so each draws its route at random (10 % to the canary); the sticky hash a
 keyed request costs instead is timed on its own and printed (about a microsecond).
 Run: .venv/bin/python bench/release.py [--seconds 5] [--rounds 2]
@@ -35,13 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve import LEVELS, Servers, load, summary  # the same servers and load generator as bench/serve.py
 
 
-EXTRA = dict(x.split("=", 1) for x in os.environ.get("BENCH_EXTRA", "").split(",") if x)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=5.0, help="load time per level and round")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per level")
+    parser.add_argument("--seconds", type=float, default=3.0, help="load time per level and round")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per level")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--variant", default="ort-int8-dynamic", help="the runtime variant every server runs")
     args = parser.parse_args()
@@ -74,45 +74,77 @@ def main() -> int:
 
     servers = Servers(tmp, workers)
     plan = (("kit", v1, {"KIT_RELEASE": "0", "KIT_LOG": "0"}), ("bare", solo, {"KIT_RELEASE": "1", "KIT_LOG": "0"}),
-            ("release", "bench-rel", {"KIT_RELEASE": "1", **EXTRA}))  # by name: follows (champion v1 + canary v2)
-    parts: dict[str, dict[int, list[dict[str, Any]]]] = {name: {c: [] for c in LEVELS} for name, _, _ in plan}
+            ("release", "bench-rel", {"KIT_RELEASE": "1"}))  # by name: follows (champion v1 + canary v2)
+    names = [p[0] for p in plan]
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {name: {c: [] for c in LEVELS} for name in names}
     try:
         for name, tag, env in plan:
             servers.kit(name, tag, "bc", env)
         servers.wait()
-        for name, _, _ in plan:
+        trees = dict(zip(names, servers.procs, strict=True))
+        for name in names:
             asyncio.run(load(servers.ports[name], rows, 8, 1.5))  # warm-up
         for r in range(args.rounds):
             for c in LEVELS:
-                order = [p[0] for p in plan][r % len(plan):] + [p[0] for p in plan][:r % len(plan)]
-                for name in order:
+                for name in names[r % 3:] + names[:r % 3]:  # the order rotates every round
+                    cpu = _cpu(trees[name])
                     res = asyncio.run(load(servers.ports[name], rows, c, args.seconds))
-                    parts[name][c].append(res)
+                    res["cpu_us"] = (_cpu(trees[name]) - cpu) * 1e6 / max(res["n"], 1)
+                    runs[name][c].append(res)
                     s = summary([res])
                     print(f"  round {r + 1} c={c:<3} {name:8} {s['rows_s']:7.0f} rows/s  p50 {s['p50']:6.2f} ms  "
-                          f"p99 {s['p99']:6.2f} ms  errors {s['errors']}", flush=True)
+                          f"p99 {s['p99']:6.2f} ms  server CPU {res['cpu_us']:6.1f} us/request  errors {s['errors']}",
+                          flush=True)
         stats = _served_stats(f"http://127.0.0.1:{servers.ports['release'][0]}")
     finally:
         servers.stop()
-
-    results = {name: {c: summary(parts[name][c]) for c in LEVELS} for name in parts}
     print(f"\nload after the run: {_load()}; release server: {stats}")
-    print("\n| concurrency | kit rows/s | bare rows/s | release rows/s | release / kit | release / bare "
-          "| p50 / p99 ms kit | p50 / p99 ms release | errors |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    worst = {"kit": float("inf"), "bare": float("inf")}
+    return 0 if _report(runs) else 1
+
+
+def _report(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> bool:
+    """Throughput ratios (pooled rounds) and server-CPU-per-request ratios (median of the rounds' ratios)."""
+    import numpy as np
+
+    print("\n| concurrency | kit rows/s | bare rows/s | release rows/s | release / kit rows/s | release / bare rows/s "
+          "| server CPU us/request kit / bare / release | CPU release / kit | p99 ms kit / release | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    worst = {"rows": float("inf"), "cpu": float("inf")}
     for c in LEVELS:
-        k, b, x = results["kit"][c], results["bare"][c], results["release"][c]
-        for base in worst:
-            worst[base] = min(worst[base], x["rows_s"] / results[base][c]["rows_s"])
-        print(f"| {c} | {k['rows_s']:,.0f} | {b['rows_s']:,.0f} | {x['rows_s']:,.0f} | "
-              f"{x['rows_s'] / k['rows_s']:.2f} | {x['rows_s'] / b['rows_s']:.2f} | "
-              f"{k['p50']:.2f} / {k['p99']:.1f} | {x['p50']:.2f} / {x['p99']:.1f} | "
-              f"{k['errors'] + b['errors'] + x['errors']} |")
-    met = worst["kit"] >= 0.9
-    for base, ratio in worst.items():
-        print(f"worst release / {base}: {ratio:.2f} -> goal (costs <= 10 %) {'met' if ratio >= 0.9 else 'NOT met'}")
-    return 0 if met else 1
+        res = {n: summary(runs[n][c]) for n in runs}
+        cpu = {n: float(np.median([x["cpu_us"] for x in runs[n][c]])) for n in runs}
+        paired = float(np.median([k["cpu_us"] / x["cpu_us"] for k, x in zip(runs["kit"][c], runs["release"][c],
+                                                                             strict=True)]))
+        ratio = res["release"]["rows_s"] / res["kit"]["rows_s"]
+        worst["rows"], worst["cpu"] = min(worst["rows"], ratio), min(worst["cpu"], paired)
+        errors = sum(res[n]["errors"] for n in res)
+        print(f"| {c} | {res['kit']['rows_s']:,.0f} | {res['bare']['rows_s']:,.0f} | {res['release']['rows_s']:,.0f} | "
+              f"{ratio:.2f} | {res['release']['rows_s'] / res['bare']['rows_s']:.2f} | "
+              f"{cpu['kit']:.0f} / {cpu['bare']:.0f} / {cpu['release']:.0f} | {1 / paired:.2f} | "
+              f"{res['kit']['p99']:.1f} / {res['release']['p99']:.1f} | {errors} |")
+    print(f"\nworst throughput ratio release / kit: {worst['rows']:.2f}; worst kit / release server CPU per request "
+          f"(median of paired rounds): {worst['cpu']:.2f} -> goal (release costs <= 10 %): "
+          f"{'met' if worst['rows'] >= 0.9 else 'NOT met'} by throughput, "
+          f"{'met' if worst['cpu'] >= 0.9 else 'NOT met'} by server CPU")
+    return worst["rows"] >= 0.9
+
+
+def _cpu(proc: Any) -> float:
+    """User + system CPU seconds of a server's process tree (its workers included)."""
+    import psutil
+
+    total = 0.0
+    try:
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    for p in tree:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
 
 
 def _load() -> str:
