@@ -3,11 +3,16 @@ the prediction path in kit.bundle.ModelBundle.infer (the same path as the notebo
 
 Model: resolved once by kit.package.served (env KIT_MODEL_TAG, else the bento argument model_tag
 set by `kit build`, else the latest promoted version). Settings: KIT_* variables, see
-kit.serving.Settings (one worker per CPU unless KIT_WORKERS says otherwise).
+kit.serving.Settings (one worker per CPU unless KIT_WORKERS says otherwise) and kit.release.ReleaseSettings.
 
 POST /predict is answered by kit.serving.AdmissionMiddleware (parsed and checked once, merged with
 concurrent requests by kit's batcher, answered through the same ServedModel); the `predict` API below
 declares it for the OpenAPI document and clients, and serves it when KIT_FAST_PATH=0.
+
+Release: each worker follows the release state of the model's name (champion, canary or shadow
+challenger; kit promote / kit rollback) without a restart, numbers and logs every prediction and
+answers /feedback, /feedback_file, /performance and /release (kit.serving.start_release; KIT_RELEASE=0
+turns it off). The APIs below use the current champion (STATE.model), which a promotion replaces.
 """
 
 from __future__ import annotations
@@ -38,7 +43,14 @@ class KitService:
     model_ref = bentoml.models.BentoModel(SERVED.tag)
 
     def __init__(self) -> None:
-        self.kit = STATE.attach(ModelBundle.load(self.model_ref.path), SERVED.tag, SERVED.store_info())
+        STATE.attach(ModelBundle.load(self.model_ref.path), SERVED.tag, SERVED.store_info())
+        serving.start_release(STATE, SERVED)
+
+    @property
+    def kit(self) -> serving.ServedModel:
+        """The champion now served (a promotion or rollback replaces it while the server runs)."""
+        assert STATE.model is not None
+        return STATE.model
 
     @bentoml.api(batchable=SETTINGS.batching, max_batch_size=SETTINGS.max_batch_size,
                  max_latency_ms=SETTINGS.max_latency_ms)

@@ -1,7 +1,8 @@
 """Reference statistics at train time and the population stability index (PSI) at serve time.
 
-The reference is a few numbers per feature (decile bin edges and shares for numeric columns,
-category shares for categorical ones) stored as JSON in the bundle.
+The reference is a few numbers per feature stored as JSON in the bundle: decile bin edges and
+shares (for PSI) plus the 101 percentiles and the row count (for the Kolmogorov-Smirnov test of
+:mod:`kit.release`) for numeric columns; category shares and the row count for categorical ones.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import pandas as pd
 
 EPS = 1e-4
 N_BINS = 10
+N_QUANTILES = 101
+"""Percentiles 0, 1, ..., 100 of each numeric column: the reference CDF of the KS test (within 0.01)."""
 
 
 def reference(X: pd.DataFrame, kinds: dict[str, str]) -> dict[str, Any]:
@@ -37,10 +40,14 @@ def reference(X: pd.DataFrame, kinds: dict[str, str]) -> dict[str, Any]:
             values = matrix[:, j][~np.isnan(matrix[:, j])]
             edges = np.unique(cuts[:, j])
             counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
-            out[name] = {"kind": kind, "edges": edges.tolist(), "shares": (counts / counts.sum()).tolist()}
+            quantiles = np.quantile(values, np.linspace(0, 1, N_QUANTILES)) if len(values) else np.array([])
+            out[name] = {"kind": kind, "edges": edges.tolist(), "shares": (counts / counts.sum()).tolist(),
+                         "quantiles": quantiles.tolist(), "n": len(values)}
         else:
-            shares = X[name].dropna().astype(str).value_counts(normalize=True).sort_index()
-            out[name] = {"kind": kind, "categories": shares.index.tolist(), "shares": shares.tolist()}
+            present = X[name].dropna().astype(str)
+            shares = present.value_counts(normalize=True).sort_index()
+            out[name] = {"kind": kind, "categories": shares.index.tolist(), "shares": shares.tolist(),
+                         "n": len(present)}
     return out
 
 

@@ -1,6 +1,5 @@
 """`make demo` end to end (smoke sizes, no server): every step runs and leaves its artifact."""
 
-import json
 import os
 import subprocess
 import sys
@@ -27,6 +26,8 @@ def test_demo_runs_every_step_and_builds_a_bento(tmp_path: Path):
     assert bundle.sections["gate"]["passed"] is True
     assert bundle.metrics["test"]["accuracy"] >= 0.9
     assert (tmp_path / "out" / "card" / "MODEL_CARD.md").is_file()
-    log = (tmp_path / "bentoml" / "kit_promotions.jsonl").read_text().splitlines()
-    assert json.loads(log[-1])["tag"].startswith("breast-cancer:")
+    from kit.release import history, store_url
+
+    log = history(url=store_url(tmp_path / "bentoml" / "kit_release.db"))
+    assert log[-1]["event"] == "promote" and log[-1]["tag"].startswith("breast-cancer:")
     assert "bento: kit:" in proc.stdout

@@ -61,10 +61,14 @@ def test_concurrent_answers_equal_infer_of_each_request(server: Server, model: d
     requests = [rows[i:i + 1 + i % 4] for i in range(len(rows) - 4)] * 3
     before = httpx.get(server.url + "/metrics", timeout=30).text
     responses = asyncio.run(_hammer(server.url, requests, 48))
+    ids = set()
     for request, response in zip(requests, responses, strict=True):
         assert response.status_code == 200, response.text
+        answer = response.json()
+        ids.update(record.pop("prediction_id") for record in answer)  # the release numbers every prediction
         # exactly what the notebook gets for these rows, whichever requests shared the model call
-        assert response.json() == bundle.infer(request).records()
+        assert answer == bundle.infer(request).records()
+    assert len(ids) == sum(len(r) for r in requests)
     after = httpx.get(server.url + "/metrics", timeout=30).text
     calls = _metric(after, "kit_predict_batch_rows_count") - _metric(before, "kit_predict_batch_rows_count")
     merged = _metric(after, "kit_predict_batch_rows_sum") - _metric(before, "kit_predict_batch_rows_sum")

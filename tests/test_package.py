@@ -97,9 +97,10 @@ def test_promote_and_rollback_follow_the_log(home: Path, bc_bundle: ModelBundle)
     back = package.rollback("bc-promo", "regression in prod")
     assert back["tag"] == v1 and back["from"] == v2
     assert package.resolve("bc-promo") == v1
-    # the log is append-only: four lines, the rollback last, with its reason
-    lines = package.promotions_path().read_text().splitlines()
-    assert '"regression in prod"' in lines[-1]
+    # the log is append-only: three entries, the rollback last, with its reason and the revision it made
+    log = package.history("bc-promo")
+    assert [e["event"] for e in log] == ["promote", "promote", "rollback"] and [e["revision"] for e in log] == [1, 2, 3]
+    assert log[-1]["reason"] == "regression in prod" and log[-1]["what"] == "champion"
     with pytest.raises(KitError, match="nothing to roll back"):
         package.rollback("bc-promo")
     states = {m["tag"]: m["promotion"] for m in package.models("bc-promo")}

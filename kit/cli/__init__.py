@@ -9,6 +9,7 @@ The command tree is static (one module per step, each with a ``register(subparse
 ``quantize``    ``kit quantize``
 ``gate``        ``kit gate``, ``kit card``
 ``package``     ``kit package``, ``build``, ``serve``, ``models``, ``promote``, ``rollback``, ``predict``
+``release``     ``kit release status``, ``kit release history``
 ``run``         ``kit run`` (the notebooks, headless)
 ``demo``        ``kit demo`` (the whole path)
 ==============  ==============================================================
@@ -24,10 +25,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from kit.cli import data, demo, explain, gate, package, quantize, run, tune
+from kit.cli import data, demo, explain, gate, package, quantize, release, run, tune
 from kit.errors import KitError
 
-COMMANDS = (data, tune, explain, quantize, gate, package, run, demo)
+COMMANDS = (data, tune, explain, quantize, gate, package, release, run, demo)
 """The subcommand modules, in ``kit --help`` order."""
 
 

@@ -48,16 +48,30 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_promote(args: argparse.Namespace) -> int:
     from kit.package import promote
 
-    entry = promote(args.tag, args.reason)
-    print(f"promoted {entry['tag']} (previous: {entry['previous'] or 'none'})")
+    entry = promote(args.tag, args.reason, canary=args.canary, shadow=args.shadow)
+    if entry["event"] == "promote":
+        print(f"promoted {entry['tag']} (previous: {entry['previous'] or 'none'})")
+    else:
+        share = f"{entry['percent']:g}% of requests" if entry["event"] == "canary" else "every request, in shadow"
+        print(f"{entry['tag']} on trial beside {entry['champion']}: {share}")
+    print(f"revision {entry['revision']}: running servers switch within {_poll_bound()}")
     return 0
+
+
+def _poll_bound() -> str:
+    from kit.release._settings import RELEASE_POLL_S
+
+    return f"{RELEASE_POLL_S:g} s (KIT_RELEASE_POLL_S) plus the time to load the version"
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from kit.package import rollback
 
     entry = rollback(args.name, args.reason)
-    print(f"rolled back {args.name}: now serving {entry['tag']} (was {entry['from']})")
+    if entry["what"] == "challenger":
+        print(f"ended the trial of {entry['from']}: {args.name} serves {entry['tag']} only")
+    else:
+        print(f"rolled back {args.name}: now serving {entry['tag']} (was {entry['from']})")
     return 0
 
 
@@ -129,12 +143,17 @@ def register(sub: Any) -> None:
     p.add_argument("name", nargs="?")
     p.set_defaults(func=_cmd_models)
 
-    p = sub.add_parser("promote", help="make NAME:VERSION the served version of NAME")
+    p = sub.add_parser("promote", help="make NAME:VERSION the champion of NAME, or put it on trial beside it")
     p.add_argument("tag")
     p.add_argument("--reason", required=True, help="why (recorded in the promotion log)")
+    trial = p.add_mutually_exclusive_group()
+    trial.add_argument("--canary", type=float, metavar="PERCENT",
+                       help="send this share of requests to it (sticky by X-Request-Key); the champion answers rest")
+    trial.add_argument("--shadow", action="store_true",
+                       help="score every request with it in the background; the champion answers all")
     p.set_defaults(func=_cmd_promote)
 
-    p = sub.add_parser("rollback", help="re-promote the previously promoted version of NAME")
+    p = sub.add_parser("rollback", help="end the trial of NAME's challenger, else re-promote its previous champion")
     p.add_argument("name")
     p.add_argument("--reason", default="rollback")
     p.set_defaults(func=_cmd_rollback)

@@ -5,13 +5,16 @@ loading goes through ``ModelBundle.load`` (sha256-verified, no pickle). Labels s
 model is (task, dataset, runtime, variant, gate status); metadata says how it was made
 (metrics, configs, quantization summary, lineage).
 
-Promotions are an append-only JSON-lines log beside the store
-(``$BENTOML_HOME/kit_promotions.jsonl``): who promoted which version, when and why. The
-service's default model is the latest promoted version; :func:`rollback` re-promotes the one
-before it. :func:`served` is the one answer to "which model does a server load". Python::
+Promotions live in the release store (:mod:`kit.release`: SQLite beside the model store, or
+``KIT_LOG_URL``), changed atomically: who promoted which version, when and why; which version is
+the champion and which one is on trial (a canary share of requests, or in shadow).
+:func:`rollback` ends a trial, else re-promotes the champion before the current one.
+:func:`served` is the one answer to "which model does a server load". Python::
 
     tag = kit.package.save(bundle, "bc")        # -> "bc:<version>"
     kit.package.promote(tag, "passed review")
+    kit.package.promote(new_tag, "try it", canary=10)   # 10 % of requests; shadow=True mirrors instead
+    kit.package.rollback("bc")                   # ends the trial
     bento = kit.package.build(tag)               # -> "kit:<version>"
     kit.package.serve(tag, port=3000)            # blocks; bentoml serve on 127.0.0.1
 

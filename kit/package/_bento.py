@@ -31,6 +31,7 @@ def build(tag: str | None = None, *, version: str | None = None, service_dir: st
         ctx = Path(tmp)
         shutil.copy2(src / "service.py", ctx / "service.py")
         shutil.copy2(src / "bentofile.yaml", ctx / "bentofile.yaml")
+        shutil.copytree(src / "monitoring", ctx / "monitoring")
         shutil.copytree(Path(__file__).resolve().parents[1], ctx / "kit",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "ui"))
         bento = bentoml.bentos.build_bentofile(str(ctx / "bentofile.yaml"), build_ctx=str(ctx), version=version,

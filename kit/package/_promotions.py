@@ -1,100 +1,66 @@
-"""Promotions: an append-only log of which version of a name is served, who promoted it, and rollback.
+"""Promotions: which version of a name is the champion, which one is on trial, and rollback.
 
-The log is JSON lines beside the store (``$BENTOML_HOME/kit_promotions.jsonl``): who promoted which
-version, when and why. The served version of a name is the top of its promotion stack; a rollback
-pops it and re-promotes the one before.
+The state and its log live in the release store (:mod:`kit.release`; SQLite beside the model store
+by default, ``KIT_LOG_URL`` for a database that replicas share), changed atomically: concurrent
+promotions and rollbacks from several processes or machines each apply to the state the previous
+one left. The JSON-lines log of earlier kit versions (``$BENTOML_HOME/kit_promotions.jsonl``) is
+imported into the store the first time the store is opened and left in place, unchanged.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 from pathlib import Path
 from typing import Any
 
-from kit.errors import KitError
-from kit.package._store import _now, _store_model, _user, bentoml_home
+from kit.package._store import _store_model, bentoml_home
+from kit.release._state import LEGACY_LOG, change, promote_change, read, rollback_change
+from kit.release._state import history as _history
 
-PROMOTIONS = "kit_promotions.jsonl"
+PROMOTIONS = LEGACY_LOG
+"""The legacy JSON-lines log's file name (read once, for migration)."""
 
 
 def promotions_path() -> Path:
-    """The promotion log beside the model store."""
+    """The legacy JSON-lines promotion log beside the model store (imported into the release store)."""
     return bentoml_home() / PROMOTIONS
 
 
 def history(name: str | None = None) -> list[dict[str, Any]]:
     """Promotion log entries, oldest first (optionally for one name)."""
-    path = promotions_path()
-    if not path.is_file():
-        return []
-    entries: list[dict[str, Any]] = []
-    for i, line in enumerate(path.read_text().splitlines()):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            raise KitError(f"promotion log line {i + 1} is not JSON", file=str(path), row=i) from None
-        if name is None or entry.get("name") == name:
-            entries.append(entry)
-    return entries
+    return _history(name)
 
 
 def promoted(name: str) -> list[str]:
-    """The promotion stack of ``name``: promoted tags, the current one last (rollbacks pop)."""
-    stack: list[str] = []
-    for entry in history(name):
-        if entry["event"] == "promote":
-            if not stack or stack[-1] != entry["tag"]:
-                stack.append(entry["tag"])
-        elif entry["event"] == "rollback" and stack:
-            stack.pop()
-    return stack
+    """The champion stack of ``name``: promoted tags, the current champion last (rollbacks pop)."""
+    return list(read(name).champions)
 
 
-def _append(entry: dict[str, Any]) -> None:
-    import fcntl
+def promote(tag: str, reason: str, *, canary: float | None = None, shadow: bool = False) -> dict[str, Any]:
+    """Make ``name:version`` the champion, or put it on trial beside the champion; records who, when and why.
 
-    path = promotions_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        handle.write(json.dumps(entry, sort_keys=True) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def promote(tag: str, reason: str) -> dict[str, Any]:
-    """Make ``name:version`` the served default of its name; records who, when and why.
+    Args:
+        tag: A stored version, ``name:version``.
+        reason: Why (recorded in the promotion log).
+        canary: Send this percentage of requests (0-100] to it; the champion answers the rest.
+        shadow: Score every request with it in the background; the champion answers all of them.
 
     Returns:
-        The log entry written.
+        The log entry written (``event``: ``promote``, ``canary`` or ``shadow``; ``revision``).
+
+    Raises:
+        KitError: If the tag is not in the model store, or a trial is asked for with no champion yet.
     """
     model = _store_model(tag)
-    full = str(model.tag)
-    name = model.tag.name
-    stack = promoted(name)
-    entry = {"event": "promote", "name": name, "tag": full, "previous": stack[-1] if stack else None,
-             "reason": reason, "by": _user(), "host": socket.gethostname(), "at": _now()}
-    _append(entry)
-    return entry
+    return change(model.tag.name, promote_change(str(model.tag), reason, canary=canary, shadow=shadow))
 
 
 def rollback(name: str, reason: str = "rollback") -> dict[str, Any]:
-    """Re-promote the version promoted before the current one of ``name``.
+    """End the trial of ``name``'s challenger if one runs; else re-promote the champion before the current one.
 
     Returns:
-        The log entry written (``tag`` is the version now served).
+        The log entry written (``tag`` is the champion now served, ``from`` the version taken off).
 
     Raises:
-        KitError: If fewer than two versions were promoted.
+        KitError: If there is no challenger and fewer than two versions were promoted.
     """
-    stack = promoted(name)
-    if len(stack) < 2:
-        raise KitError(f"nothing to roll back to: {name!r} has {len(stack)} promoted version(s)", field="name")
-    entry = {"event": "rollback", "name": name, "tag": stack[-2], "from": stack[-1], "reason": reason,
-             "by": _user(), "host": socket.gethostname(), "at": _now()}
-    _append(entry)
-    return entry
+    return change(name, rollback_change(reason))

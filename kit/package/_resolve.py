@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from kit.errors import KitError
-from kit.package._promotions import history, promoted
+from kit.package._promotions import promoted
 from kit.package._store import _store_model
+from kit.release._state import names, read
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class ServedRef:
         metadata: The store entry's metadata (metrics, configs, quantization, lineage ...).
         promoted: The promotion stack of the name, the served version last.
         source: How the tag was chosen: ``given``, ``KIT_MODEL_TAG``, ``bento argument`` or ``latest promoted``.
+        follows: The tag was asked for by name only (or not at all): a server follows the name's
+            promotions; a full ``name:version`` pins the champion.
     """
 
     tag: str
@@ -31,6 +34,7 @@ class ServedRef:
     metadata: dict[str, Any] = field(default_factory=dict)
     promoted: list[str] = field(default_factory=list)
     source: str = "given"
+    follows: bool = False
 
     @property
     def name(self) -> str:
@@ -47,7 +51,7 @@ class ServedRef:
     def store_info(self) -> dict[str, Any]:
         """What a server reports about its store entry (``/metadata``'s ``store``)."""
         return {"labels": dict(self.labels), "promoted": list(self.promoted), "promotion": self.promotion,
-                "source": self.source, "forced": self.metadata.get("force")}
+                "source": self.source, "follows_promotions": self.follows, "forced": self.metadata.get("force")}
 
 
 def resolve(tag: str | None = None) -> str:
@@ -57,13 +61,13 @@ def resolve(tag: str | None = None) -> str:
     version, or its latest stored one if none was promoted.
     """
     if tag is None:
-        entries = history()
-        if not entries:
+        known = names()
+        if not known:
             raise KitError("no model has been promoted yet; pass a tag, set KIT_MODEL_TAG, or run "
                            "kit promote NAME:VERSION", field="tag")
-        stack = promoted(entries[-1]["name"])
+        stack = promoted(known[-1])
         if not stack:
-            raise KitError(f"{entries[-1]['name']!r} was rolled back past its first promotion", field="tag")
+            raise KitError(f"{known[-1]!r} has no champion: promote a version first", field="tag")
         return stack[-1]
     if ":" not in tag:
         stack = promoted(tag)
@@ -77,7 +81,8 @@ def served(tag: str | None = None, arguments: Any = None) -> ServedRef:
 
     Order: ``tag`` when given; else env ``KIT_MODEL_TAG``; else the bento argument ``model_tag``
     (baked in by :func:`~kit.package.build`); else the latest promoted version. A bare name or
-    ``name:latest`` resolves to the name's promoted (or newest) version.
+    ``name:latest`` resolves to the name's promoted (or newest) version, and a server started that
+    way follows the name's promotions (``follows``); a full ``name:version`` pins it.
 
     Raises:
         KitError: If nothing is given and nothing was promoted, or the tag is not in the store.
@@ -93,7 +98,8 @@ def served(tag: str | None = None, arguments: Any = None) -> ServedRef:
     model = _store_model(resolve(tag))
     full = str(model.tag)
     return ServedRef(tag=full, path=Path(model.path), labels=dict(model.info.labels),
-                     metadata=dict(model.info.metadata), promoted=promoted(model.tag.name), source=source)
+                     metadata=dict(model.info.metadata), promoted=promoted(model.tag.name), source=source,
+                     follows=tag is None or ":" not in tag)
 
 
 def models(name: str | None = None) -> list[dict[str, Any]]:
@@ -102,13 +108,16 @@ def models(name: str | None = None) -> list[dict[str, Any]]:
 
     bentoml = require("bentoml", "serve")
     rows: list[dict[str, Any]] = []
+    releases: dict[str, Any] = {}
     for model in bentoml.models.list(name):
         info = model.info
         if info.labels.get("kit") != "bundle":
             continue
-        stack = promoted(model.tag.name)
+        release = releases.get(model.tag.name) or releases.setdefault(model.tag.name, read(model.tag.name))
         tag = str(model.tag)
-        state = "serving" if stack and stack[-1] == tag else ("promoted before" if tag in stack else "")
+        state = ("serving" if release.champion == tag else
+                 (f"canary {release.percent:g}%" if release.mode == "canary" else "shadow")
+                 if release.challenger == tag else ("promoted before" if tag in release.champions else ""))
         primary = info.metadata.get("primary_metric")
         test = info.metadata.get("metrics", {}).get("test", {})
         rows.append({"tag": tag, "created": info.creation_time.isoformat(timespec="seconds"),

@@ -40,7 +40,9 @@ def start(tag: str | None = None, *, port: int = 3000, host: str = "127.0.0.1", 
     """Start ``bentoml serve`` in the background and wait until ``/readyz`` answers.
 
     Args:
-        tag: Model to serve (default: latest promoted; ignored for a built bento unless given).
+        tag: Model to serve (default: latest promoted; ignored for a built bento unless given). A full
+            ``name:version`` pins the champion; a name (or nothing) follows the name's promotions,
+            canaries and rollbacks while the server runs.
         port: TCP port on ``host``.
         host: Interface (loopback by default).
         bento: A built bento tag to serve instead of the ``bentos/`` source directory.
@@ -53,7 +55,8 @@ def start(tag: str | None = None, *, port: int = 3000, host: str = "127.0.0.1", 
     """
     full_env = {**os.environ, **(env or {})}
     if tag is not None or bento is None:
-        full_env["KIT_MODEL_TAG"] = served(tag).tag
+        ref = served(tag)  # a name (or nothing) follows the name's promotions; name:version pins it
+        full_env["KIT_MODEL_TAG"] = ref.name if ref.follows else ref.tag
     cmd = serve_command(bento or str(BENTOS_DIR), port=port, host=host)
     proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT if log else None,
                             start_new_session=True)

@@ -10,6 +10,8 @@ functions and small classes that tests can call without a server:
   ``bundle.infer`` (the one predict path), scores CSV files, explains, describes itself and
   keeps the rolling drift window.
 * :class:`SharedWindows` (``_drift``) shares each worker's drift window so any worker answers for all.
+* :func:`start_release` (``_release``) starts the worker's release runtime (:mod:`kit.release`): the
+  champion and challenger, routing, prediction ids, the prediction log, ``/feedback`` and ``/performance``.
 * :class:`AdmissionMiddleware` (``_admission``) is a plain ASGI middleware: bearer-token auth
   (constant-time), body size limits, JSON and schema checks with kit-style 4xx bodies, ``GET``
   aliases for ``/metadata`` and ``/drift``, a drift-gauge refresh before each ``/metrics`` scrape,
@@ -36,10 +38,11 @@ from kit.serving._errors import (
 from kit.serving._fastpath import FastPath
 from kit.serving._metrics import ServingMetrics
 from kit.serving._model import ServedModel
+from kit.serving._release import request_key, start_release
 from kit.serving._rows import RowChecker, check_rows, parse_json
 from kit.serving._settings import Settings, cpu_count
 
 __all__ = ["DRIFT_MIN_ROWS", "PSI_ALERT", "AdmissionMiddleware", "AdmissionState", "BadRequestError", "Batcher",
            "FastPath", "MethodNotAllowedError", "NotAvailableError", "PayloadTooLargeError", "RowChecker",
            "ServedModel", "ServingMetrics", "Settings", "SharedWindows", "UnauthorizedError", "check_rows",
-           "cpu_count", "error_body", "parse_json", "psi_gauge"]
+           "cpu_count", "error_body", "parse_json", "psi_gauge", "request_key", "start_release"]

@@ -3,8 +3,9 @@
 Requests are admitted (or answered with a kit 4xx naming the field) before they reach BentoML's
 parsing. ``POST /predict`` is answered by kit's fast path (:mod:`kit.serving._fastpath`), which this
 middleware installs in front of BentoML's middleware when the service starts; ``KIT_FAST_PATH=0``
-sends it through BentoML's own handler and batcher instead. Not to be confused with the release gate
-(:mod:`kit.gate`).
+sends it through BentoML's own handler and batcher instead. ``/feedback``, ``/feedback_file``,
+``/performance`` and ``/release`` go to the release (:mod:`kit.release._http`). Not to be confused with
+the release gate (:mod:`kit.gate`).
 """
 
 from __future__ import annotations
@@ -13,20 +14,23 @@ from typing import TYPE_CHECKING, Any
 
 from kit.errors import KitError
 from kit.serving import _codec, _fastpath
-from kit.serving._asgi import JSON, ASGIApp, Message, Receive, Scope, Send, authorize, read_body, replay, send_error
+from kit.serving._asgi import JSON, ASGIApp, Message, Receive, Scope, Send, read_body, replay, send_error
 from kit.serving._batcher import Batcher
 from kit.serving._drift import psi_gauge
 from kit.serving._errors import BadRequestError, MethodNotAllowedError
 from kit.serving._metrics import ServingMetrics
 from kit.serving._model import ServedModel
+from kit.serving._release import admit, with_model_header
 from kit.serving._rows import RowChecker
 from kit.serving._settings import Settings
 
 if TYPE_CHECKING:
     from kit.bundle import ModelBundle
+    from kit.release._runtime import ReleaseRuntime
 
 HEALTH_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 GET_ALIASES = frozenset({"/metadata", "/drift"})
+RELEASE_PATHS = frozenset({"/feedback", "/feedback_file", "/performance", "/release"})
 POST_ONLY = {"/predict": 'with a JSON body {"rows": [{feature: value, ...}, ...]}',
              "/explain": 'with a JSON body {"rows": [{feature: value, ...}, ...]}',
              "/predict_file": "with the CSV as a multipart/form-data file field named 'file'"}
@@ -42,6 +46,7 @@ class AdmissionState:
         batcher: kit's batcher over :meth:`ServedModel.predict_requests`.
         metrics: The fast path's Prometheus metrics.
         front: Whether the fast path runs in front of BentoML's middleware (set when the service starts).
+        release: The worker's release runtime (:func:`~kit.serving.start_release`), or ``None``.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -51,22 +56,29 @@ class AdmissionState:
         self.batcher: Batcher | None = None
         self.metrics = ServingMetrics(register=False)  # registered by attach(), in the worker process
         self.front = False
+        self.release: ReleaseRuntime | None = None
 
     def attach(self, bundle: ModelBundle, tag: str, metadata: dict[str, Any] | None = None) -> ServedModel:
         """Wrap ``bundle`` for serving and make it the one requests are checked against and answered by."""
-        s = self.settings
-        model = ServedModel(bundle, tag, s, metadata)
         self.metrics = ServingMetrics()
+        model, self.batcher = self.prepare(bundle, tag, metadata)
         self.checker = RowChecker(bundle)
-        self.batcher = Batcher(model.predict_requests, model.lock, max_batch_size=s.max_batch_size,
-                               wait_ms=s.batch_wait_ms, enabled=s.batching, on_call=self.metrics.batch)
+        psi_gauge()
+        self.model = model
+        return model
+
+    def prepare(self, bundle: ModelBundle, tag: str, metadata: dict[str, Any] | None = None,
+                settings: Settings | None = None) -> tuple[ServedModel, Batcher]:
+        """A served model and kit's batcher over it (the champion at start-up; any version a release loads)."""
+        s = settings or self.settings
+        model = ServedModel(bundle, tag, s, metadata)
+        batcher = Batcher(model.predict_requests, model.lock, max_batch_size=s.max_batch_size,
+                          wait_ms=s.batch_wait_ms, enabled=s.batching, on_call=self.metrics.batch)
         if not s.fast_path:
             model.predict_path = "BentoML's handler and adaptive batcher (KIT_FAST_PATH=0)"
         else:
             model.predict_path = f"kit's fast path, {'in front of' if self.front else 'behind'} BentoML's middleware"
-        psi_gauge()
-        self.model = model
-        return model
+        return model, batcher
 
 
 class AdmissionMiddleware:
@@ -87,7 +99,11 @@ class AdmissionMiddleware:
         if scope["type"] == "lifespan" and s.fast_path:
             state.front = _fastpath.install(scope, state)
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or path in HEALTH_PATHS:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        send = with_model_header(send, state)  # X-Kit-Model on every response
+        if path in HEALTH_PATHS:
             await self.app(scope, receive, send)
             return
         method = scope.get("method", "GET")
@@ -95,7 +111,13 @@ class AdmissionMiddleware:
             await _fastpath.predict(state, scope, receive, send)  # the fast path could not be put in front
             return
         try:
-            authorize(scope, s.api_key)
+            admit(scope, path, s)
+            if state.release is not None and path in RELEASE_PATHS:
+                from kit.release._http import handle
+
+                limit = s.max_file_bytes if path == "/feedback_file" else s.max_body_bytes
+                await handle(state.release, scope, await read_body(scope, receive, limit, path), send)
+                return
             if path in POST_ONLY and method not in ("POST", "OPTIONS"):
                 raise MethodNotAllowedError(f"{method} {path} is not served; use POST {path} {POST_ONLY[path]}",
                                             field="method")

@@ -6,8 +6,10 @@ message, recorded even at sample rate 0 for its request ids; Prometheus metrics;
 timeout), its pydantic parsing and its adaptive batcher cost many times the model and kit's whole
 path (bench/serve_layers.py prices each layer). So ``POST /predict`` is answered here, in front of them:
 
-    auth -> body limit -> parse once (orjson) -> check once (:class:`RowChecker`) -> kit's batcher
-    (:class:`Batcher`) -> ``bundle.infer`` (:meth:`ServedModel.predict_requests`) -> encode once
+    auth -> body limit -> parse once (orjson) -> check once (:class:`RowChecker`) -> the release
+    (:meth:`~kit.release._runtime.ReleaseRuntime.answer`: route, number, log) -> kit's batcher of the
+    version that answers (:class:`Batcher`) -> ``bundle.infer`` (:meth:`ServedModel.predict_requests`)
+    -> encode once
 
 with the same answers, the same 4xx bodies naming field and row, and its own Prometheus metrics
 (:class:`ServingMetrics`). Every other request, and ``/predict`` with ``KIT_FAST_PATH=0``, goes on to
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from kit.errors import KitError
 from kit.serving import _codec
 from kit.serving._asgi import ASGIApp, Receive, Scope, Send, authorize, read_body, send_error, send_json
+from kit.serving._release import MODEL_HEADER, request_key, with_model_header
 
 if TYPE_CHECKING:
     from kit.serving._admission import AdmissionState
@@ -43,19 +46,26 @@ async def predict(state: AdmissionState, scope: Scope, receive: Receive, send: S
     start = time.perf_counter()
     s = state.settings
     assert state.checker is not None and state.batcher is not None
+    champion = [(MODEL_HEADER, state.model.tag.encode())] if state.model is not None else []
     try:
         authorize(scope, s.api_key)
-        rows = state.checker(_codec.loads(await read_body(scope, receive, s.max_body_bytes, PATH)), s.max_rows)
-        data = _codec.dumps(await state.batcher.submit(rows))
+        payload = _codec.loads(await read_body(scope, receive, s.max_body_bytes, PATH))
+        rows = state.checker(payload, s.max_rows)
+        if state.release is not None:  # routed, numbered, counted and logged (kit.release)
+            records, tag = await state.release.answer(rows, request_key(scope, payload))
+            headers = [(MODEL_HEADER, tag.encode())]  # the version that answered
+        else:
+            records, headers = await state.batcher.submit(rows), champion
+        data = _codec.dumps(records)
     except KitError as exc:
-        status = await send_error(send, exc)
+        status = await send_error(with_model_header(send, state), exc)
     except Exception:  # the model failed on rows the checks accepted: a server error, logged with its cause
         log.exception("POST /predict failed")
         status = 500
-        await send_json(send, status, INTERNAL)
+        await send_json(send, status, INTERNAL, champion)
     else:
         status = 200
-        await send_json(send, status, data)
+        await send_json(send, status, data, headers)
     state.metrics.request(status, time.perf_counter() - start)
 
 

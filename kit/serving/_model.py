@@ -14,6 +14,8 @@ import pandas as pd
 from kit import drift
 from kit._json import to_json
 from kit.errors import DataError
+from kit.release._drift import tests as drift_tests
+from kit.release._prom import drift_gauges
 from kit.serving import _codec
 from kit.serving._drift import DRIFT_MIN_ROWS, PSI_ALERT, SharedWindows, psi_gauge
 from kit.serving._errors import NotAvailableError
@@ -164,7 +166,7 @@ class ServedModel:
         return out
 
     def drift(self) -> dict[str, Any]:
-        """PSI per feature of the recent-input window against the training reference.
+        """PSI per feature of the recent-input window against the training reference, and KS / chi-squared tests.
 
         With several workers the window is every worker's recent rows: this worker's as of now,
         the others' as of their last share (at most :data:`SharedWindows.SYNC_S` seconds old).
@@ -178,13 +180,15 @@ class ServedModel:
                 rows.extend(other_rows)
                 seen += other_seen
                 workers += 1
-        psi = drift.report(self.bundle.reference, pd.DataFrame(rows)) if rows else {}
+        frame = pd.DataFrame(rows)
+        psi = drift.report(self.bundle.reference, frame) if rows else {}
         top = max(psi.values(), default=0.0)
         ready = len(rows) >= DRIFT_MIN_ROWS
         return {"window": len(rows), "window_size": self.settings.drift_window * workers, "seen": seen,
                 "workers": workers, "ready": ready, "min_rows": DRIFT_MIN_ROWS, "psi": psi, "max_psi": top,
                 "threshold": PSI_ALERT,
-                "drifted": sorted(k for k, v in psi.items() if v > PSI_ALERT) if ready else []}
+                "drifted": sorted(k for k, v in psi.items() if v > PSI_ALERT) if ready else [],
+                "tests": drift_tests(self.bundle.reference, frame, psi=psi, min_rows=DRIFT_MIN_ROWS)}
 
     def refresh_gauges(self) -> dict[str, Any]:
         """Recompute drift and publish it as ``kit_drift_psi{feature=...}`` gauges."""
@@ -193,4 +197,5 @@ class ServedModel:
         if gauge is not None:
             for name, value in report["psi"].items():
                 gauge.labels(feature=name).set(value)
+        drift_gauges(report["tests"])
         return report

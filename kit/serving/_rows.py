@@ -44,8 +44,13 @@ class RowChecker:
         if not isinstance(payload, dict) or "rows" not in payload:
             raise BadRequestError('expected a JSON object {"rows": [{feature: value, ...}, ...]}', field="rows")
         if len(payload) > 1:
-            extra = next(k for k in payload if k != "rows")
-            raise BadRequestError(f"unexpected key {extra!r}; the body holds only 'rows'", field=str(extra))
+            extra = next((k for k in payload if k not in ("rows", "key")), None)
+            if extra is not None:
+                raise BadRequestError(f"unexpected key {extra!r}; the body holds 'rows' and optionally 'key'",
+                                      field=str(extra))
+            key = payload["key"]
+            if isinstance(key, bool) or not isinstance(key, str | int):
+                raise BadRequestError("'key' (the sticky routing key) must be a string", field="key")
         rows = payload["rows"]
         if not isinstance(rows, list):
             raise SchemaError(f"'rows' must be a list of objects, got {type(rows).__name__}", field="rows")
@@ -81,6 +86,8 @@ class RowChecker:
 
 def check_rows(bundle: ModelBundle, payload: Any, max_rows: int) -> list[dict[str, Any]]:
     """Check a ``{"rows": [{feature: value, ...}, ...]}`` body against the model's schema.
+
+    The body may carry a ``key`` beside ``rows``: the sticky routing key of a canary release.
 
     Stricter than the preprocessor on types (JSON has real types, so a number given as text
     or a boolean in a numeric field is refused); the unseen-category rule follows the

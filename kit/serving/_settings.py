@@ -69,6 +69,8 @@ class Settings:
 
     Attributes:
         api_key: ``KIT_API_KEY``; when set, every endpoint but the health probes needs it.
+        metrics_key: ``KIT_METRICS_KEY``; a read-only key that opens ``/metrics`` and nothing else
+            (for Prometheus, so it never holds the key that can predict or send feedback).
         batching: ``KIT_BATCHING`` (``0``: every request is its own model call).
         max_batch_size: ``KIT_MAX_BATCH_SIZE``, rows per merged model call.
         batch_wait_ms: ``KIT_BATCH_WAIT_MS``, how long kit's batcher holds a request that finds the
@@ -89,6 +91,7 @@ class Settings:
     """
 
     api_key: str | None = None
+    metrics_key: str | None = None
     batching: bool = True
     max_batch_size: int = 512
     batch_wait_ms: float = 0.0
@@ -107,6 +110,7 @@ class Settings:
         """Read and validate the environment (raises :class:`ConfigError` naming the variable)."""
         return cls(
             api_key=os.environ.get("KIT_API_KEY") or None,
+            metrics_key=os.environ.get("KIT_METRICS_KEY") or None,
             batching=_env_bool("KIT_BATCHING", cls.batching),
             max_batch_size=_env_int("KIT_MAX_BATCH_SIZE", cls.max_batch_size),
             batch_wait_ms=_env_float("KIT_BATCH_WAIT_MS", cls.batch_wait_ms),

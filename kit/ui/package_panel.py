@@ -23,6 +23,7 @@ import ipywidgets as widgets
 
 from kit.errors import KitError
 from kit.ui._base import LAYOUT, STYLE, Panel, table_html
+from kit.ui.release_widget import ReleaseControls
 
 _SERVERS: list[Any] = []
 
@@ -62,6 +63,8 @@ class PackagePanel(Panel):
         self.widget.children = (*self.widget.children[:-2], widgets.HBox([*self.buttons[1:], self.stop_server]),
                                 self.response_box, *self.widget.children[-2:])
         self.stop_button.layout.display = "none"  # steps here are short; Stop server is the stop
+        self.release = ReleaseControls(self)  # champion / canary / shadow, rollback, live status (release_widget)
+        self.widget.children = (*self.widget.children, self.release.widget)
 
     def controls(self) -> list[Any]:
         """Store name, port, build switch and the server buttons."""

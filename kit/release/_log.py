@@ -1,0 +1,245 @@
+"""The prediction log: every prediction (id, time, version, route, inputs, output) written in the background.
+
+A request only appends one tuple to an in-memory queue (no encoding, no I/O); a writer thread
+drains the queue every :attr:`PredictionLog.flush_s` seconds, encodes the rows as JSON and
+inserts them in one transaction per batch. A full queue drops the request's rows and counts
+them, a failing database drops the batch and counts it: neither ever delays or fails the answer.
+Retention is bounded by age (``KIT_LOG_RETENTION_DAYS``) and by row count (``KIT_LOG_MAX_ROWS``),
+enforced by the writer every :attr:`PredictionLog.prune_s` seconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kit._json import json_default
+from kit.errors import require
+from kit.release._db import engine, redact, store_url, tables
+
+log = logging.getLogger(__name__)
+
+ROUTES = ("champion", "canary", "shadow")
+"""How a prediction was made: by the champion, by the challenger answering a canary share, or by the
+challenger in the background (shadow; the client got the champion's answer under the same id)."""
+
+
+PRUNE_CHUNK = 100_000
+"""Most predictions deleted for the row bound in one pruning round (the next round goes on)."""
+
+
+COLUMNS = ("prediction_id", "route", "at", "name", "tag", "inputs", "output", "prediction", "latency_ms", "error")
+"""The prediction log's columns, in the order the writer fills them."""
+
+
+def _insert(conn: Any, rows: list[tuple[Any, ...]]) -> None:
+    """Insert rows in one statement per batch.
+
+    SQLite goes through the driver's ``executemany`` (its C loop); others through SQLAlchemy's batched
+    multi-row ``INSERT`` (one round trip per batch on PostgreSQL).
+    """
+    if conn.dialect.name == "sqlite":
+        marks = ", ".join("?" * len(COLUMNS))
+        conn.exec_driver_sql(f"INSERT INTO kit_predictions ({', '.join(COLUMNS)}) VALUES ({marks})", rows)
+        return
+    sa = require("sqlalchemy", "serve")
+    conn.execute(sa.insert(tables().predictions), [dict(zip(COLUMNS, row, strict=True)) for row in rows])
+
+
+def _dumps(value: Any) -> str:
+    """JSON text of a row or an output: orjson when installed (several times faster), else the stdlib."""
+    return _ENCODE(value)
+
+
+def _encoder() -> Callable[[Any], str]:
+    try:
+        import orjson
+    except ImportError:
+        return lambda value: json.dumps(value, default=json_default)
+    options = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+    def encode(value: Any) -> str:
+        return orjson.dumps(value, default=json_default, option=options).decode()
+
+    return encode
+
+
+_ENCODE = _encoder()
+
+
+class Ids:
+    """Prediction ids unique across processes and machines: a random per-process prefix and a counter."""
+
+    def __init__(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self._count = itertools.count(1)
+
+    def take(self, n: int) -> list[str]:
+        """``n`` fresh ids."""
+        p, count = self.prefix, self._count
+        if n == 1:
+            return [f"{p}{next(count):010x}"]
+        return [f"{p}{next(count):010x}" for _ in range(n)]
+
+
+class PredictionLog:
+    """A background writer of predictions into the release store.
+
+    Args:
+        url: The store (default: ``KIT_LOG_URL``, else SQLite in ``$BENTOML_HOME``).
+        queue_size: Requests held in memory before new ones are dropped (and counted).
+        batch_rows: Rows per insert transaction.
+        flush_s: How often the writer drains the queue.
+        retention_days: Predictions older than this are deleted (``0``: kept by age forever).
+        max_rows: At most this many predictions are kept (the oldest go first; ``0``: no limit).
+        on_drop: Called with the number of rows dropped (full queue or failed write), for metrics.
+    """
+
+    prune_s = 60.0
+
+    def __init__(self, url: str | None = None, *, queue_size: int = 10_000, batch_rows: int = 2_000,
+                 flush_s: float = 0.5, retention_days: float = 30.0, max_rows: int = 1_000_000,
+                 on_drop: Callable[[int, str], None] | None = None) -> None:
+        self.url = store_url(url)
+        self.queue_size = queue_size
+        self.batch_rows = batch_rows
+        self.flush_s = flush_s
+        self.retention_s = retention_days * 86400.0
+        self.max_rows = max_rows
+        self.on_drop = on_drop
+        self.ids = Ids()
+        self.written = 0
+        self.dropped = 0
+        self.failed = 0
+        self._queue: deque[tuple[Any, ...]] = deque()
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._stop = False
+        self._last_error = 0.0
+        self._last_prune = time.monotonic()
+        engine(self.url)  # open (and create the tables) now: a bad URL fails at startup, not per request
+        self._thread = threading.Thread(target=self._run, name="kit-prediction-log", daemon=True)
+        self._thread.start()
+
+    def record(self, name: str, tag: str, route: str, ids: Sequence[str], rows: Sequence[dict[str, Any]],
+               outputs: Sequence[dict[str, Any]] | None, latency_ms: float, error: str | None = None) -> bool:
+        """Queue one request's predictions (never blocks); ``False`` if the queue was full and they were dropped."""
+        if len(self._queue) >= self.queue_size:
+            self.dropped += len(ids)
+            if self.on_drop is not None:
+                self.on_drop(len(ids), "queue_full")
+            return False
+        self._queue.append((time.time(), name, tag, route, ids, rows, outputs, latency_ms, error))
+        return True
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything queued so far is written (tests, shutdown); ``False`` on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._queue and self._idle.is_set():
+                return True
+            self._wake.set()
+            time.sleep(0.01)
+        return False
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued and stop the writer."""
+        self.flush(timeout)
+        self._stop = True
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        """Rows written, dropped and failed, and requests queued now."""
+        return {"store": redact(self.url), "written": self.written, "dropped": self.dropped,
+                "failed": self.failed, "queued": len(self._queue), "queue_size": self.queue_size}
+
+    # -- the writer thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop:
+            self._wake.wait(self.flush_s)
+            self._wake.clear()
+            self._idle.clear()
+            try:
+                while self._queue:
+                    self._write(self._take())
+                if time.monotonic() - self._last_prune > self.prune_s:
+                    self._last_prune = time.monotonic()
+                    self.prune()
+            except Exception as exc:  # never let the writer die: a later batch may succeed
+                self._warn(f"prediction log writer: {exc}")
+            finally:
+                self._idle.set()
+
+    def _take(self) -> list[tuple[Any, ...]]:
+        """Rows for one insert, in :data:`COLUMNS` order (JSON encoded here, in the writer thread)."""
+        rows: list[tuple[Any, ...]] = []
+        dumps = _dumps
+        while self._queue and len(rows) < self.batch_rows:
+            at, name, tag, route, ids, inputs, outputs, latency, error = self._queue.popleft()
+            per_row = latency / max(len(ids), 1) if latency is not None else None
+            for i, pid in enumerate(ids):
+                out = outputs[i] if outputs is not None else None
+                rows.append((pid, route, at, name, tag, dumps(inputs[i]), dumps(out) if out is not None else None,
+                             str(out.get("prediction"))[:200] if out is not None else None, per_row, error))
+        return rows
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        sa = require("sqlalchemy", "serve")
+        try:
+            with engine(self.url).begin() as conn:
+                _insert(conn, rows)
+        except sa.exc.IntegrityError:  # a duplicate id (a retried write): insert the rest one by one
+            self._write_each(rows)
+        except sa.exc.SQLAlchemyError as exc:
+            self.failed += len(rows)
+            if self.on_drop is not None:
+                self.on_drop(len(rows), "write_failed")
+            self._warn(f"cannot write {len(rows)} predictions to {redact(self.url)}: {str(exc).splitlines()[0]}")
+        else:
+            self.written += len(rows)
+
+    def _write_each(self, rows: list[tuple[Any, ...]]) -> None:
+        sa = require("sqlalchemy", "serve")
+        for row in rows:
+            try:
+                with engine(self.url).begin() as conn:
+                    _insert(conn, [row])
+                self.written += 1
+            except sa.exc.SQLAlchemyError:
+                self.failed += 1
+
+    def prune(self, now: float | None = None) -> int:
+        """Apply the retention bounds now; returns the predictions deleted."""
+        sa = require("sqlalchemy", "serve")
+        t = tables()
+        now = time.time() if now is None else now
+        deleted = 0
+        with engine(self.url).begin() as conn:
+            if self.retention_s > 0:
+                cutoff = now - self.retention_s
+                deleted += conn.execute(sa.delete(t.predictions).where(t.predictions.c.at < cutoff)).rowcount
+                conn.execute(sa.delete(t.feedback).where(t.feedback.c.at < cutoff))
+            if self.max_rows > 0:  # the oldest beyond the bound, at most PRUNE_CHUNK a round
+                p = t.predictions
+                newest_first = sa.select(p.c.prediction_id).order_by(p.c.at.desc(), p.c.prediction_id.desc())
+                excess = list(conn.execute(newest_first.offset(self.max_rows).limit(PRUNE_CHUNK)).scalars())
+                for start in range(0, len(excess), 500):
+                    deleted += conn.execute(sa.delete(p).where(p.c.prediction_id.in_(excess[start:start + 500]))
+                                            ).rowcount
+        return int(deleted)
+
+    def _warn(self, message: str) -> None:
+        if time.monotonic() - self._last_error > 60:  # at most one warning a minute
+            self._last_error = time.monotonic()
+            log.warning("%s", message)
