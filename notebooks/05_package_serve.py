@@ -140,7 +140,10 @@ if serve:
 # `POST /predict` takes `{"rows": [...]}`, one JSON object per row with the feature names as keys,
 # and answers one prediction per row (with class probabilities for a classifier). We send the first
 # two rows of the bundle's test split; the answer must equal this notebook's own predictions for
-# them. (`bundle.example(n)` makes valid rows too: training medians and modes.)
+# them. (`bundle.example(n)` makes valid rows too: training medians and modes.) Every prediction
+# also carries a `prediction_id`: the service logs it, and a label that arrives later is sent back
+# with that id to `POST /feedback`, which is how live accuracy is measured (see the README's safe
+# releases section). The response header `X-Kit-Model` names the version that answered.
 
 # %%
 if serve:
@@ -149,6 +152,7 @@ if serve:
     answer.raise_for_status()
     response = answer.json()
     matches = [r["prediction"] for r in response] == bundle.predict(rows).tolist()
+    print("answered by", answer.headers.get("X-Kit-Model"))
     print(json.dumps(response, indent=1))
     print("served predictions equal the notebook's:", matches)
 
