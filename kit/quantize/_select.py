@@ -12,7 +12,7 @@ import pandas as pd
 from kit.config import QuantizeConfig
 from kit.errors import ConfigError
 from kit.quantize._compare import QuantReport
-from kit.quantize._export import export_onnx
+from kit.quantize._export import reference_graph
 from kit.quantize._graph import _calibration_matrix, quantize_graph
 from kit.quantize._variants import BASELINE, OBJECTIVES, VARIANTS, check_variants
 from kit.sections import QuantizationSection
@@ -46,6 +46,8 @@ class Selection:
 def select(report: QuantReport, budget: float | None = None, objective: str | None = None) -> Selection:
     """The fastest variant whose metric drop is within budget; torch fp32 when none other qualifies.
 
+    Where torch fp32 could not run (no torch, or the builder is missing here), fp32 ONNX takes its place.
+
     Args:
         report: From :func:`~kit.quantize.compare`.
         budget: Largest accepted drop of the primary metric versus torch fp32 (0.005 = 0.5 point);
@@ -64,15 +66,19 @@ def select(report: QuantReport, budget: float | None = None, objective: str | No
                           field="objective")
     frame = report.frame
     ok = frame[(frame["status"] == "ok") & (frame["metric_drop"] <= budget + 1e-12)]
-    if BASELINE not in ok.index and BASELINE in frame.index:
-        ok = pd.concat([ok, frame.loc[[BASELINE]]])
+    fallback = _fallback(frame)
+    if fallback is not None and fallback not in ok.index:
+        ok = pd.concat([ok, frame.loc[[fallback]]])
+    if ok.empty:
+        raise ConfigError("no variant can serve this bundle: " + "; ".join(
+            f"{name}: {row['status']}" for name, row in frame.iterrows()), field="variants")
     best = str(ok[objective].astype(float).idxmin())
     unit = "" if objective == "size_bytes" else " µs"
     reasons = []
     for name, row in frame.iterrows():
         if name == best:
             why = "chosen: " + (f"fastest within budget ({objective} {row[objective]:.1f}{unit}, metric drop "
-                                f"{row['metric_drop']:+.4f} <= {budget})" if best != BASELINE or len(ok) > 1
+                                f"{row['metric_drop']:+.4f} <= {budget})" if best != fallback or len(ok) > 1
                                 else f"no other variant qualifies within a metric drop of {budget}")
         elif row["status"] != "ok":
             why = f"rejected: {row['status']}"
@@ -83,6 +89,14 @@ def select(report: QuantReport, budget: float | None = None, objective: str | No
             why = f"slower: {objective} {row[objective]:.1f}{unit} vs {fastest:.1f}{unit}"
         reasons.append(str(name) + ": " + why)
     return Selection(best, reasons, objective, float(budget), report)
+
+
+def _fallback(frame: pd.DataFrame) -> str | None:
+    """What serves when no faster variant qualifies: torch fp32, or fp32 ONNX where torch cannot run."""
+    for name in (BASELINE, "ort-fp32"):
+        if name in frame.index and frame.loc[name, "status"] == "ok":
+            return name
+    return None
 
 
 def attach(bundle: ModelBundle, variant: str | Selection, *, report: QuantReport | None = None,
@@ -120,7 +134,7 @@ def attach(bundle: ModelBundle, variant: str | Selection, *, report: QuantReport
     else:
         data = report.artifacts.get(name) if report is not None else None
         if data is None:
-            graph, _ = export_onnx(bundle)
+            graph, _ = reference_graph(bundle)
             if name == "ort-int8-static" and calibration is None:
                 calibration = bundle.reload_data().splits.train.X
             calib = _calibration_matrix(bundle, calibration) if name == "ort-int8-static" else None
