@@ -1,4 +1,8 @@
-"""Train panel: hyperparameters, Train / Stop, a progress bar and a live loss and metric plot."""
+"""Train panel: network and hyperparameters, Train / Stop, live curves, the network next to its baselines.
+
+The network picker (:mod:`kit.ui.net_picker`) lists the zoo and registered builders and shows the
+chosen builder's parameters as fields.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from kit.config import TrainConfig
-from kit.errors import ConfigError
 from kit.train import Callback, EpochState
 from kit.ui._base import LAYOUT, STYLE, Panel, metrics_html
+from kit.ui.baselines_view import baselines_html
+from kit.ui.net_picker import NetPicker
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -52,7 +57,10 @@ class _LiveCallback(Callback):
 
 
 class TrainPanel(Panel):
-    """Train an MLP on the session's data with live curves; Stop keeps the best weights so far."""
+    """Train a network (the zoo's or your own builder) on the session's data with live curves.
+
+    Stop keeps the best weights so far; the result shows the network next to the baselines.
+    """
 
     title = "Train"
     step = "train"
@@ -71,17 +79,14 @@ class TrainPanel(Panel):
                                                layout=LAYOUT)
         self.lr = widgets.FloatLogSlider(base=10, min=-5, max=-0.5, step=0.1, readout_format=".1e",
                                          description="learning rate", style=STYLE, layout=LAYOUT)
-        self.hidden = widgets.Text(description="hidden widths", placeholder="128,64", style=STYLE, layout=LAYOUT)
-        self.dropout = widgets.FloatSlider(min=0.0, max=0.9, step=0.05, description="dropout", style=STYLE,
-                                           layout=LAYOUT)
+        self.net = NetPicker(self.session.train_config)  # the network and its parameters (hidden, dropout, ...)
         self.batch_size = widgets.Dropdown(options=[16, 32, 64, 128, 256, 512], description="batch size",
                                            style=STYLE, layout=LAYOUT)
         self.seed = widgets.IntText(description="seed", style=STYLE, layout=LAYOUT)
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="epoch 0", style=STYLE,
                                             layout=LAYOUT)
         self.sync_controls()
-        return [self.epochs, self.patience, self.lr, self.hidden, self.dropout, self.batch_size, self.seed,
-                self.progress]
+        return [self.net.box, self.epochs, self.patience, self.lr, self.batch_size, self.seed, self.progress]
 
     def sync_controls(self) -> None:
         """Show ``session.train_config`` in the controls (after "use best parameters", a bundle ...)."""
@@ -89,8 +94,7 @@ class TrainPanel(Panel):
         self.epochs.value = cfg.epochs
         self.patience.value = cfg.patience
         self.lr.value = cfg.lr
-        self.hidden.value = ",".join(str(h) for h in cfg.hidden)
-        self.dropout.value = cfg.dropout
+        self.net.show(cfg)
         if cfg.batch_size not in self.batch_size.options:
             self.batch_size.options = sorted({*self.batch_size.options, cfg.batch_size})
         self.batch_size.value = cfg.batch_size
@@ -99,17 +103,11 @@ class TrainPanel(Panel):
         """The TrainConfig the controls describe (validated).
 
         Raises:
-            ConfigError: On a malformed hidden-widths text or an invalid value.
+            ConfigError: On an unknown network, a malformed parameter field or an invalid value.
         """
-        try:
-            hidden = tuple(int(h) for h in self.hidden.value.replace(" ", "").split(",") if h)
-        except ValueError:
-            raise ConfigError(f"hidden widths must be integers separated by commas, but got "
-                              f"{self.hidden.value!r}", field="hidden") from None
-        return self.session.train_config.replace(
+        return self.net.apply(self.session.train_config).replace(
             epochs=int(self.epochs.value), patience=int(self.patience.value), lr=float(self.lr.value),
-            hidden=hidden, dropout=round(float(self.dropout.value), 4), batch_size=int(self.batch_size.value),
-            seed=int(self.seed.value))
+            batch_size=int(self.batch_size.value), seed=int(self.seed.value))
 
     def work(self, cancel: threading.Event) -> TrainResult:
         """Train with the panel's config on the session's data and store the result."""
@@ -125,9 +123,11 @@ class TrainPanel(Panel):
         finally:
             self.training = False
         self.session.set_result(result)
+        baselines = result.baselines
         self.session.record("train", {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                                       "stopped": result.stopped, "config": config.to_dict(),
-                                      "metrics": result.bundle.metrics})
+                                      "metrics": result.bundle.metrics, "network": result.bundle.net.describe(),
+                                      "baselines": baselines.to_dict() if baselines is not None else None})
         return result
 
     def depends_on(self) -> tuple[str, ...]:
@@ -149,7 +149,7 @@ class TrainPanel(Panel):
             head = (f"<p>best epoch {result.best_epoch} of {len(result.history)} ({result.stopped}); "
                     f"primary metric <b>{bundle.primary_metric}</b> = "
                     f"{bundle.metrics.get('test', {}).get(bundle.primary_metric, float('nan')):.4f} (test)</p>")
-        self.table.value = head + metrics_html(bundle.metrics)
+        self.table.value = head + metrics_html(bundle.metrics) + baselines_html(bundle)
 
     def history(self) -> list[dict[str, float]]:
         """Per-epoch rows to plot: the live run while training, else the current bundle's history."""
