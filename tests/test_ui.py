@@ -83,13 +83,48 @@ def test_data_panel_bad_input_is_one_clear_status_line(session: Session):
 def test_train_panel_trains_with_the_controls_and_plots_live(session: Session):
     session.load_data()
     panel = TrainPanel(session)
-    panel.epochs.value, panel.hidden.value, panel.lr.value = 6, "32,16", 0.01
+    panel.epochs.value, panel.net.fields["hidden"].value, panel.lr.value = 6, "32,16", 0.01
     click(panel)
     result = session.result
     assert result is not None and session.bundle is result.bundle
     assert session.train_config.hidden == (32, 16) and len(result.history) == 6
     assert panel.progress.value == 6 and bytes(panel.plot.value).startswith(b"\x89PNG")
     assert "accuracy" in panel.table.value and (session.output_dir / "bundles" / "train").is_dir()
+    # The network is shown next to the baselines fitted on the same split.
+    assert "Baselines on the same split" in panel.table.value and "hist_gradient_boosting" in panel.table.value
+    assert session.outputs["train"]["baselines"]["models"].keys() == {"logistic", "hist_gradient_boosting"}
+
+
+def test_network_picker_lists_builders_and_shows_their_parameters(session: Session):
+    from kit import nets
+
+    session.load_data(kit.DataConfig(source="wine"))
+    nets.register("picker_net", "custom_net:build")
+    try:
+        panel = TrainPanel(session)
+        picker = panel.net
+        assert list(picker.choice.options)[:3] == ["mlp", "resmlp", "ft_transformer"]
+        assert "picker_net" in picker.choice.options  # registered before the panel was made
+        assert set(picker.fields) == {"hidden", "dropout", "activation", "norm", "skip"}
+        assert picker.fields["hidden"].value == "128,64" and picker.fields["dropout"].value == 0.3
+        picker.choice.value = "resmlp"
+        assert {"width", "blocks", "norm"} <= set(picker.fields) and picker.fields["norm"].value == "batch"
+        picker.fields["width"].value, picker.fields["dropout"].value = 32, 0.2
+        panel.epochs.value = 3
+        click(panel)
+        config = session.train_config
+        # Only what differs from the builder's defaults is set; dropout is the shorthand field.
+        assert (config.net, config.net_params, config.dropout, config.hidden) == ("resmlp", {"width": 32}, 0.2, None)
+        assert session.result.bundle.net.builder == "resmlp"
+        # An import path typed in; an unknown builder is reported in the picker, naming it.
+        picker.choice.value = "custom_net:build"
+        assert set(picker.fields) == {"width", "blocks", "dropout"} and "custom_net:build" in picker.status.value
+        picker.choice.value = "nowhere_net:build"
+        assert "cannot be imported" in picker.status.value and picker.fields == {}
+        click(panel)
+        assert "nowhere_net" in panel.status.value and session.result.bundle.net.builder == "resmlp"
+    finally:
+        nets.unregister("picker_net")
 
 
 def test_train_panel_stop_button_ends_training_early(session: Session):
@@ -110,9 +145,9 @@ def test_train_panel_stop_button_ends_training_early(session: Session):
 def test_train_panel_refuses_malformed_widths(session: Session):
     session.load_data()
     panel = TrainPanel(session)
-    panel.hidden.value = "64,x"
+    panel.net.fields["hidden"].value = "64,x"
     click(panel)
-    assert "hidden widths must be integers" in panel.status.value and session.result is None
+    assert "hidden must be integers separated by commas" in panel.status.value and session.result is None
 
 
 def test_tune_panel_runs_trials_and_use_best_updates_train(session: Session):
@@ -127,7 +162,7 @@ def test_tune_panel_runs_trials_and_use_best_updates_train(session: Session):
     best = panel.result.best_config
     assert session.train_config == best and session.bundle is panel.result.bundle
     # The Train panel's controls now show the best trial's widths.
-    assert train_panel.hidden.value == ",".join(map(str, best.hidden))
+    assert train_panel.net.fields["hidden"].value == ",".join(map(str, best.hidden))
 
 
 def test_explain_panel_importance_and_row_picker(trained: Session):
