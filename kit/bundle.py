@@ -228,7 +228,7 @@ class ModelBundle:
 
         torch = require("torch", "train")
         allow = self.allow_changed_code if allow_changed_code is None else allow_changed_code
-        module, changed = nets.build(self.spec, allow_changed_code=allow)
+        module, changed = nets.rebuild(self.spec, allow_changed_code=allow)
         try:
             module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.weights.items()})
         except RuntimeError as exc:

@@ -11,7 +11,7 @@ builder's source), the source text (``network_source.txt``) and safetensors weig
 imports the builder by reference and checks that hash; stored code is never executed.
 
 Modules: ``_registry`` (names, import paths, :func:`resolve`), ``_source`` (source text and
-sha256), ``_spec`` (:class:`NetSpec`, the contract checks, :func:`prepare`, :func:`build`),
+sha256), ``_spec`` (:class:`NetSpec`, the contract checks, :func:`prepare`, :func:`build` / :func:`rebuild`),
 ``_layers`` (what the zoo shares), and one module per zoo network.
 """
 
@@ -19,7 +19,17 @@ from __future__ import annotations
 
 from kit.nets._registry import BUILTINS, Builder, names, register, resolve, unregister
 from kit.nets._source import Source, builder_source, sha256_text
-from kit.nets._spec import SOURCE_ARTIFACT, NetSpec, build, call, check_params, config_params, prepare
+from kit.nets._spec import (
+    SOURCE_ARTIFACT,
+    NetSpec,
+    build,
+    call,
+    check_params,
+    config_params,
+    prepare,
+    rebuild,
+)
 
 __all__ = ["BUILTINS", "SOURCE_ARTIFACT", "Builder", "NetSpec", "Source", "build", "builder_source", "call",
-           "check_params", "config_params", "names", "prepare", "register", "resolve", "sha256_text", "unregister"]
+           "check_params", "config_params", "names", "prepare", "rebuild", "register", "resolve", "sha256_text",
+           "unregister"]

@@ -205,8 +205,13 @@ def _jsonable(value: Any) -> bool:
     return True
 
 
-def build(spec: NetSpec | Mapping[str, Any], *, allow_changed_code: bool = False) -> tuple[nn.Module, dict[str, Any]
-                                                                                          | None]:
+def build(spec: NetSpec | Mapping[str, Any], *, allow_changed_code: bool = False) -> nn.Module:
+    """Rebuild a stored network (fresh weights, eval mode); see :func:`rebuild`, which also says what changed."""
+    return rebuild(spec, allow_changed_code=allow_changed_code)[0]
+
+
+def rebuild(spec: NetSpec | Mapping[str, Any], *, allow_changed_code: bool = False
+            ) -> tuple[nn.Module, dict[str, Any] | None]:
     """Rebuild a stored network (fresh weights) by importing its builder; stored code is never run.
 
     Args:
