@@ -234,7 +234,8 @@ class ModelBundle:
         except RuntimeError as exc:
             raise BuilderError(f"the weights do not fit the network {self.net.builder!r} builds now: "
                                f"{str(exc).splitlines()[0]}", field="net") from None
-        if changed is not None and changed not in self.lineage.get("code_changes", []):
+        seen = {c.get("current_sha256") for c in self.lineage.get("code_changes", [])}
+        if changed is not None and changed["current_sha256"] not in seen:
             self.lineage["code_changes"] = [*self.lineage.get("code_changes", []), changed]
         result: nn.Module = module.eval().to(device)
         return result

