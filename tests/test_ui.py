@@ -210,6 +210,12 @@ def test_a_tuned_network_comes_back_into_the_picker_and_its_cli_twin(session: Se
     picker.fields["width"].value = best.net_params["width"] + 1
     train_panel.render()
     assert "the controls differ" in train_panel.table.value and "<code>net_params</code>" in train_panel.table.value
+    # What no control holds is listed when set in code, and nothing is listed when it is not.
+    assert train_panel.fixed.value == ""
+    session.train_config = best.replace(extra={"note": "set in code"})
+    session.notify("train_config")
+    assert "extra=" in train_panel.fixed.value and "set in code" in train_panel.fixed.value
+    assert train_panel.config() == session.train_config
 
 
 def test_explain_panel_importance_and_row_picker(trained: Session):

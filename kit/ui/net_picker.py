@@ -177,7 +177,7 @@ class NetPicker:
         self.fields_box.children = list(self.fields.values())
         for widget in self.fields.values():
             widget.observe(lambda _change: self._notify(), names="value")
-        doc = (inspect.getdoc(builder.fn) or "").split("\n\n")[0]
+        doc = (inspect.getdoc(builder.fn) or "").split("\n\n")[0].replace("``", "")
         self.status.value = f"<small><code>{html.escape(builder.target)}</code>: {html.escape(doc)}</small>"
         self._shown = builder.ref
 

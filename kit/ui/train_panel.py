@@ -133,9 +133,10 @@ class TrainPanel(Panel):
         self.net.show(cfg)
         others = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
                   if f.name not in self.fields() and f.name not in NET_FIELDS}
+        set_in_code = {k: v for k, v in others.items() if v}  # e.g. extra={...}; nothing to say when empty
         self.fixed.value = ("<small>also in this config (set in code): "
-                            + ", ".join(f"<code>{k}={html.escape(repr(v))}</code>" for k, v in others.items())
-                            + "</small>")
+                            + ", ".join(f"<code>{k}={html.escape(repr(v))}</code>" for k, v in set_in_code.items())
+                            + "</small>") if set_in_code else ""
         self._show_command()
 
     def config(self) -> TrainConfig:

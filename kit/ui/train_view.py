@@ -75,8 +75,9 @@ def run_html(bundle: ModelBundle, controls: TrainConfig | None) -> str:
             f"run, {stopped}; <b>{metric}</b> = {value:.4f} (test)</p>" if value is not None else "")
     if bundle.spec.get("builder"):
         head += f"<p>network <code>{html.escape(bundle.net.describe())}</code></p>"
-    rows = [{"setting": k, "value": _shown(v)} for k, v in trained.items()
-            if not (k in ("extra", "net_params") and not v)]
+    # Unset network shorthands (None: the builder's default, shown in the network line) and empty
+    # mappings are left out of the table.
+    rows = [{"setting": k, "value": _shown(v)} for k, v in trained.items() if v is not None and v != {}]
     diff = ""
     if controls is not None and trained:
         changed = [k for k, v in controls.to_dict().items() if trained.get(k) != v]
