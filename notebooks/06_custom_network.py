@@ -30,9 +30,10 @@
 # baselines a data scientist tries first, tunes its parameters, quantizes it and serves it.
 #
 # **How long:** about 25 seconds on breast_cancer on a quiet 2-core CPU with the defaults (training,
-# 12 tuning trials of at most 100 epochs, quantizing, a `bentoml serve` start), and two to three
-# minutes on the same cores when other work shares them; `smoke=True` (8 epochs, 3 trials of 6)
-# about 40 seconds, most of it starting the server.
+# 12 tuning trials of at most 100 epochs, quantizing, a `bentoml serve` start and 86 requests), but
+# two and a half to three minutes on the same cores while other work kept them busy (load 3 to 4:
+# the small networks' many short torch operations wait for a free core); `smoke=True` (8 epochs,
+# 3 trials of 6) took 33 to 43 seconds under that load.
 
 # %% tags=["parameters"]
 # The data
