@@ -2,12 +2,15 @@
 
 On disk a bundle is a directory::
 
-    bundle.json            manifest: task, schema, labels, network spec, configs, metrics,
-                           lineage, runtime choice, extra sections, and the sha256 of every file
+    bundle.json            manifest: task, schema, labels, network spec (builder reference, JSON
+                           parameters, shapes, source sha256, ONNX export check), configs, metrics,
+                           lineage, runtime choice, sections, and the sha256 of every file
     bundle.json.sha256     sha256 of bundle.json itself
     preprocessor.json      the fitted Preprocessor
     weights.safetensors    fp32 network weights
-    <artifacts>            e.g. an ONNX graph or SHAP background, each hashed in the manifest
+    network_source.txt     the builder's source text (a record; never executed)
+    network.onnx           the fp32 ONNX export, checked against torch when it was made
+    <artifacts>            e.g. quantized ONNX graphs or a SHAP background, each hashed in the manifest
 
 No pickle anywhere: weights are safetensors, graphs ONNX, everything else JSON. Loading checks
 every hash and refuses a changed, missing or corrupt file by name.
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kit._bundle_data import BundleData, reload
 from kit._bundle_files import read_files, write_files
 from kit._json import strict_json_default
 from kit.config import DataConfig
@@ -34,6 +38,7 @@ from kit.preprocess import Preprocessor
 from kit.runtime import Runtime, get_runtime
 from kit.sections import (
     SECTION_TYPES,
+    BaselinesSection,
     ExplanationSection,
     GateReport,
     QuantizationSection,
@@ -44,30 +49,14 @@ from kit.sections import (
 if TYPE_CHECKING:
     from torch import nn
 
-    from kit.data import DataLike, Dataset, Splits
+    from kit.data import DataLike
+    from kit.nets import NetSpec
 
 __all__ = ["BundleData", "ModelBundle", "Prediction", "load"]
 
 FORMAT = "kit.bundle/1"
 WEIGHTS = "weights.safetensors"
 PREPROCESSOR = "preprocessor.json"
-
-
-@dataclass
-class BundleData:
-    """The data a bundle was trained on, loaded again and split as in training.
-
-    Attributes:
-        dataset: The loaded dataset.
-        config: How it was loaded and split (the bundle's own split settings).
-        splits: Train / valid / test, the same rows as in training when the data is unchanged.
-        matches_lineage: Whether the data's hash equals the one recorded at training time.
-    """
-
-    dataset: Dataset
-    config: DataConfig
-    splits: Splits
-    matches_lineage: bool
 
 
 @dataclass
@@ -92,6 +81,7 @@ class ModelBundle:
     runtime_info: dict[str, Any] = field(default_factory=lambda: {"name": "torch", "variant": "fp32"})
     sections: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, bytes] = field(default_factory=dict)
+    allow_changed_code: bool = field(default=False, repr=False, compare=False)
     _runtime: Runtime | None = field(default=None, repr=False, compare=False)
 
     # -- describing ----------------------------------------------------------------------------
@@ -217,18 +207,43 @@ class ModelBundle:
                            field=self.target) from None
         return metrics.classification(codes, out.probabilities)
 
-    def module(self, device: str = "cpu") -> nn.Module:
+    @property
+    def net(self) -> NetSpec:
+        """The network spec: builder reference, parameters, shapes, source sha256 (:class:`~kit.nets.NetSpec`)."""
+        from kit.nets import NetSpec
+
+        return NetSpec.from_dict(self.spec)
+
+    def module(self, device: str = "cpu", *, allow_changed_code: bool | None = None) -> nn.Module:
         """The torch network rebuilt from the spec with the bundle's weights, in eval mode.
 
         The one place a bundle becomes a torch module (the torch runtime, ONNX export and the
-        SHAP engines all call it).
+        SHAP engines all call it). The builder is imported by reference and its source sha256
+        must equal the recorded one; stored code is never executed.
+
+        Args:
+            device: Torch device.
+            allow_changed_code: Build even if the builder's source changed (recorded in
+                ``lineage["code_changes"]``); ``None``: the bundle's ``allow_changed_code``.
+
+        Raises:
+            BuilderError: If the builder is missing or the weights do not fit what it builds.
+            CodeChangedError: If its source changed and that is not allowed.
         """
         from kit import nets
-        from kit.errors import require
+        from kit.errors import BuilderError, require
 
         torch = require("torch", "train")
-        module = nets.build(self.spec)
-        module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.weights.items()})
+        allow = self.allow_changed_code if allow_changed_code is None else allow_changed_code
+        module, changed = nets.rebuild(self.spec, allow_changed_code=allow)
+        try:
+            module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.weights.items()})
+        except RuntimeError as exc:
+            raise BuilderError(f"the weights do not fit the network {self.net.builder!r} builds now: "
+                               f"{str(exc).splitlines()[0]}", field="net") from None
+        seen = {c.get("current_sha256") for c in self.lineage.get("code_changes", [])}
+        if changed is not None and changed["current_sha256"] not in seen:
+            self.lineage["code_changes"] = [*self.lineage.get("code_changes", []), changed]
         result: nn.Module = module.eval().to(device)
         return result
 
@@ -259,31 +274,7 @@ class ModelBundle:
             DataError: If the recorded data changed since training, or was an in-memory DataFrame
                 (pass ``data``), or does not fit the bundle (another target or task).
         """
-        from kit.data import resolve
-
-        stored = self.data_config
-        if data is None and stored.source == "dataframe":
-            raise DataError("this bundle was trained on an in-memory DataFrame; pass the same data as data=",
-                            field="data")
-        if isinstance(data, DataConfig):
-            dataset, _ = resolve(data)
-        elif data is not None:
-            dataset, _ = resolve(data, stored)
-        else:
-            dataset, _ = resolve(stored)
-        recorded = self.lineage.get("data_hash")
-        matches = recorded in (None, dataset.data_hash)
-        if data is None and not matches:
-            raise DataError(f"the data {stored.source!r} changed since this model was trained (sha256 "
-                            f"{dataset.data_hash[:12]} != {str(recorded)[:12]}), so its test split is not the one "
-                            "the model was evaluated on; pass the data explicitly to use it anyway",
-                            field="source", file=stored.source)
-        if dataset.target != self.target or dataset.task != self.task:
-            raise DataError(f"the data is a {dataset.task} task on {dataset.target!r} but the bundle predicts "
-                            f"{self.target!r} ({self.task})", field="data")
-        config = stored.replace(source=dataset.config.source if dataset.config else stored.source)
-        splits = dataset.split(stored.valid_size, stored.test_size, stored.seed)
-        return BundleData(dataset, config, splits, matches)
+        return reload(self, data)
 
     # -- what later steps recorded ---------------------------------------------------------------
     def section(self, name: str) -> Section | None:
@@ -292,6 +283,11 @@ class ModelBundle:
         if not isinstance(raw, Mapping):
             return None
         return SECTION_TYPES[name].from_dict(raw)
+
+    @property
+    def baselines(self) -> BaselinesSection | None:
+        """The baselines fitted on the training split by :func:`kit.train.train`, or ``None``."""
+        return self.section("baselines")  # type: ignore[return-value]
 
     @property
     def tuning(self) -> TuningSection | None:
@@ -341,10 +337,18 @@ class ModelBundle:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the bundle to directory ``path`` (created; existing bundle files are replaced).
 
+        A bundle whose fp32 ONNX export is missing, or older than its weights, gets one first
+        (:func:`kit.quantize.ensure_export`: exported and checked against torch); without torch
+        or the builder, the bundle is written as it is.
+
         Returns:
             The directory.
         """
         from safetensors.numpy import save as st_save
+
+        from kit.quantize._export import ensure_export
+
+        ensure_export(self)
 
         files: dict[str, bytes] = {
             PREPROCESSOR: self.preprocessor.to_json().encode(),
@@ -354,8 +358,13 @@ class ModelBundle:
         return write_files(Path(path), self.manifest(), files)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> ModelBundle:
-        """Load a bundle directory, verifying the sha256 of every file.
+    def load(cls, path: str | os.PathLike[str], *, allow_changed_code: bool = False) -> ModelBundle:
+        """Load a bundle directory, verifying the sha256 of every file (no network code runs here).
+
+        Args:
+            path: The bundle directory.
+            allow_changed_code: Let the torch runtime rebuild the network even if its builder's
+                source changed since training (recorded in the lineage when it happens).
 
         Raises:
             IntegrityError: If a file is missing, changed or corrupt (names the file).
@@ -375,6 +384,7 @@ class ModelBundle:
             target_scaling=manifest["target_scaling"], metrics=manifest["metrics"], configs=manifest["configs"],
             lineage=manifest["lineage"], history=manifest["history"], reference=manifest["reference"],
             runtime_info=manifest["runtime"], sections=manifest["sections"], artifacts=blobs,
+            allow_changed_code=allow_changed_code,
         )
 
     def copy(self) -> ModelBundle:
@@ -399,6 +409,6 @@ class ModelBundle:
         return clone
 
 
-def load(path: str | os.PathLike[str]) -> ModelBundle:
+def load(path: str | os.PathLike[str], *, allow_changed_code: bool = False) -> ModelBundle:
     """Load a bundle directory (alias of :meth:`ModelBundle.load`)."""
-    return ModelBundle.load(path)
+    return ModelBundle.load(path, allow_changed_code=allow_changed_code)

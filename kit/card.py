@@ -8,9 +8,10 @@ any saved bundle, also long after training::
     card(bundle).markdown()                 # str
     write_card(bundle, "runs/bc/card")      # MODEL_CARD.md + model_card.html
 
-Sections: overview, intended use and limits, data (with the input schema), metrics, training,
-tuning, explanations, quantization, release gate, lineage. A section the bundle does not have
-says which step would add it. Both formats render from one list of blocks, so they never disagree.
+Sections: overview, intended use and limits, data (with the input schema), metrics, baselines,
+network (builder, parameters, source sha256 and text, the ONNX export check), training, tuning,
+explanations, quantization, release gate, lineage. A section the bundle does not have says which
+step would add it. Both formats render from one list of blocks, so they never disagree.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ MARKDOWN_FILE = "MODEL_CARD.md"
 HTML_FILE = "model_card.html"
 MAX_ROWS = 25
 MAX_SCHEMA = 100
+MAX_SOURCE = 200
 
 
 @dataclass
 class Block:
-    """One piece of a card: ``kind`` is ``h1``, ``h2``, ``p``, ``list`` or ``table``."""
+    """One piece of a card: ``kind`` is ``h1``, ``h2``, ``p``, ``list``, ``table`` or ``code``."""
 
     kind: str
     text: str = ""
@@ -59,6 +61,9 @@ class ModelCard:
                 out.append(b.text)
             elif b.kind == "list":
                 out.append("\n".join(f"- {_md(i)}" for i in b.items))
+            elif b.kind == "code":
+                fence = "````" if "```" in b.text else "```"
+                out.append(f"{fence}python\n{b.text.rstrip()}\n{fence}")
             else:
                 out.append("\n".join([
                     "| " + " | ".join(_md(h) for h in b.headers) + " |",
@@ -76,6 +81,8 @@ class ModelCard:
                 body.append(f"<p>{html.escape(b.text)}</p>")
             elif b.kind == "list":
                 body.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in b.items) + "</ul>")
+            elif b.kind == "code":
+                body.append(f"<pre><code>{html.escape(b.text)}</code></pre>")
             else:
                 head = "".join(f"<th>{html.escape(h)}</th>" for h in b.headers)
                 rows = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
@@ -91,7 +98,8 @@ class ModelCard:
 
 _CSS = ("body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;line-height:1.45;color:#1f2328}"
         "table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #d0d7de;padding:3px 8px;"
-        "text-align:left;vertical-align:top}th{background:#f6f8fa}h2{border-bottom:1px solid #d0d7de}")
+        "text-align:left;vertical-align:top}th{background:#f6f8fa}h2{border-bottom:1px solid #d0d7de}"
+        "pre{background:#f6f8fa;padding:8px;overflow:auto;font-size:85%}")
 
 
 def _fmt(value: Any) -> str:
@@ -131,7 +139,7 @@ def _overview(b: ModelBundle) -> list[Block]:
     status = {"unchecked": "not run", "passed": "passed", "failed": "FAILED"}[b.gate_status]
     info = b.runtime_info
     rows = {"task": b.task, "target": b.target, "labels": b.label_names, "features": len(b.feature_names),
-            "network": f"{b.spec.get('name', 'mlp')} hidden={b.spec.get('hidden')}",
+            "network": b.net.describe(),
             "runtime": f"{info.get('name')}/{info.get('variant', 'fp32')}", "release gate": status,
             "created": b.lineage.get("created_at"), "kit version": b.lineage.get("kit_version")}
     test = b.metrics.get("test", {})
@@ -188,6 +196,49 @@ def _training(b: ModelBundle) -> list[Block]:
         return [_absent("training config", "train with kit.train")]
     run = {k: b.lineage.get(k) for k in ("best_epoch", "epochs_run", "stopped", "device")}
     return [_pairs({**train, **run}, skip=("extra",))]
+
+
+def _network(b: ModelBundle) -> list[Block]:
+    from kit.nets import SOURCE_ARTIFACT
+
+    net = b.net
+    export = b.spec.get("onnx") or {}
+    check = ("not made yet (bundle.save makes it)" if not export else f"failed: {export['error']}" if "error" in export
+             else f"{export.get('exporter')} exporter, opset {export.get('opset')}, max abs diff vs torch "
+                  f"{_fmt(export.get('max_abs_diff'))} at batch sizes {_fmt(export.get('batch_sizes_checked'))}")
+    rows = {"builder": net.builder, "defined in": net.target, "parameters": net.params or "(defaults)",
+            "builder defaults": net.defaults, "input": f"{net.input} ({net.n_in} columns after preprocessing)",
+            "outputs": net.n_out, "source sha256": net.source_sha256 or "not recorded (older bundle)",
+            "source recorded as": net.source_kind, "ONNX export": check}
+    blocks = [Block("p", "The network is rebuilt by importing its builder (never from stored code); the torch runtime "
+                         "refuses a builder whose source no longer has this sha256. The ONNX runtimes need no code."),
+              _pairs(rows)]
+    changes = b.lineage.get("code_changes") or []
+    if changes:
+        blocks.append(Block("list", items=[f"Loaded with a changed builder source ({c.get('current_sha256', '')[:12]} "
+                                           f"instead of {c.get('recorded_sha256', '')[:12]}) on {c.get('at')}: "
+                                           "allow_changed_code=True" for c in changes]))
+    source = b.artifacts.get(SOURCE_ARTIFACT)
+    if source:
+        lines = source.decode("utf-8", errors="replace").splitlines()
+        more = f"\n# ... {len(lines) - MAX_SOURCE} more lines in {SOURCE_ARTIFACT}" if len(lines) > MAX_SOURCE else ""
+        blocks += [Block("p", f"Builder source ({SOURCE_ARTIFACT}):"),
+                   Block("code", "\n".join(lines[:MAX_SOURCE]) + more)]
+    return blocks
+
+
+def _baselines(b: ModelBundle) -> list[Block]:
+    section = b.baselines
+    if section is None:
+        return [_absent("baselines", "kit.train.train fits them unless baselines=False")]
+    best, gap = section.best(), section.gap()
+    text = f"Fitted on the same preprocessed split as the network ({section.rows.get('test')} test rows)."
+    if best is not None and gap is not None:
+        text += (f" Best baseline: {best[0]} ({section.metric} {best[1]:.4f}); the network "
+                 f"{'trails it by' if gap > 0 else 'leads by'} {abs(gap):.4f}.")
+    table = section.table()
+    rows = [[name, *[row.get(c) for c in table.columns]] for name, row in table.to_dict("index").items()]
+    return [Block("p", text), Block("table", headers=["model (test)", *map(str, table.columns)], rows=rows)]
 
 
 def _tuning(b: ModelBundle) -> list[Block]:
@@ -249,8 +300,8 @@ def _lineage(b: ModelBundle) -> list[Block]:
 
 SECTIONS: tuple[tuple[str, Any], ...] = (
     ("Overview", _overview), ("Intended use and limits", _intended_use), ("Data", _data), ("Metrics", _metrics),
-    ("Training", _training), ("Tuning", _tuning), ("Explanations", _explanations),
-    ("Quantization", _quantization), ("Release gate", _gate), ("Lineage", _lineage),
+    ("Baselines", _baselines), ("Network", _network), ("Training", _training), ("Tuning", _tuning),
+    ("Explanations", _explanations), ("Quantization", _quantization), ("Release gate", _gate), ("Lineage", _lineage),
 )
 """Card sections in order: (heading, function of the bundle returning blocks)."""
 

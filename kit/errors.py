@@ -67,6 +67,14 @@ class DependencyError(KitError):
     """An optional dependency needed by a step is not installed."""
 
 
+class BuilderError(ConfigError):
+    """A network builder is unknown, cannot be imported, or breaks its contract (names the builder)."""
+
+
+class CodeChangedError(BuilderError):
+    """A builder's source differs from the one a bundle was trained with (``allow_changed_code=True`` overrides)."""
+
+
 def require(module: str, extra: str) -> Any:
     """Import an optional heavy dependency, or raise with an install hint.
 

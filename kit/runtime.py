@@ -57,18 +57,24 @@ class Runtime(abc.ABC):
 
 
 class TorchRuntime(Runtime):
-    """Eager PyTorch fp32 on CPU (or CUDA when ``device`` says so)."""
+    """Eager PyTorch fp32 on CPU (or CUDA when ``device`` says so).
+
+    The network is rebuilt by importing its builder (see :meth:`kit.bundle.ModelBundle.module`): a
+    missing builder or a changed source is a :class:`~kit.errors.BuilderError` /
+    :class:`~kit.errors.CodeChangedError`; ``allow_changed_code=True`` overrides the second.
+    """
 
     name = "torch"
 
-    def __init__(self, bundle: ModelBundle, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, bundle: ModelBundle, device: str = "cpu", threads: int | None = None,
+                 allow_changed_code: bool | None = None) -> None:
         torch = require("torch", "train")
 
         if threads is not None:
             torch.set_num_threads(threads)
         self._torch = torch
         self.device = torch.device(device)
-        self.module = bundle.module(str(self.device))
+        self.module = bundle.module(str(self.device), allow_changed_code=allow_changed_code)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Raw outputs of the eager module."""

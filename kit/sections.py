@@ -1,9 +1,9 @@
-"""Typed sections of a bundle's manifest: what tuning, explaining, quantizing and gating recorded.
+"""Typed sections of a bundle's manifest: what the baselines, tuning, explaining, quantizing and gating recorded.
 
 Each step stores one section under ``bundle.sections[<name>]`` as JSON and reads it back through
-these classes (``bundle.tuning``, ``bundle.explanation``, ``bundle.quantization``, ``bundle.gate``),
-so the model card, the model store metadata, the release gate and the service read fields instead
-of guessing keys. ``from_dict`` keeps keys it does not know in ``extra`` (a newer kit's fields
+these classes (``bundle.baselines``, ``bundle.tuning``, ``bundle.explanation``, ``bundle.quantization``,
+``bundle.gate``), so the model card, the model store metadata, the release gate and the service read
+fields instead of guessing keys. ``from_dict`` keeps keys it does not know in ``extra`` (a newer kit's fields
 survive a round trip through an older one) and reads the keys older bundles used.
 """
 
@@ -135,6 +135,72 @@ class QuantizationSection(Section):
 
 
 @dataclass
+class BaselinesSection(Section):
+    """The baselines a data scientist tries first, fitted on the network's own preprocessed split.
+
+    ``models`` maps a baseline's name (``logistic`` or ``ridge``, and ``hist_gradient_boosting``)
+    to its estimator, fit seconds and ``valid``/``test`` metrics; ``network`` holds the network's
+    metrics on the same rows. The release gate, the model card and the Train panel read it.
+    """
+
+    NAME: ClassVar[str] = "baselines"
+
+    metric: str = ""
+    higher_is_better: bool = True
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    network: dict[str, dict[str, float]] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def score(self, name: str, split: str = "test") -> float | None:
+        """The primary metric of baseline ``name`` (or ``"network"``) on ``split``."""
+        source = self.network if name == "network" else self.models.get(name, {})
+        value = source.get(split, {}).get(self.metric)
+        return float(value) if isinstance(value, int | float) else None
+
+    def best(self, split: str = "test") -> tuple[str, float] | None:
+        """The best baseline on ``split`` and its metric (``None`` without baselines)."""
+        scored = [(n, v) for n in self.models if (v := self.score(n, split)) is not None]
+        if not scored:
+            return None
+        return max(scored, key=lambda kv: kv[1] if self.higher_is_better else -kv[1])
+
+    def gap(self, network: float | None = None, split: str = "test") -> float | None:
+        """How far the network trails the best baseline (positive: the baseline is better).
+
+        Args:
+            network: The network's metric to compare (default: the one recorded at training).
+            split: Which split's baseline metric.
+        """
+        best = self.best(split)
+        mine = self.score("network", split) if network is None else network
+        if best is None or mine is None:
+            return None
+        return (best[1] - mine) if self.higher_is_better else (mine - best[1])
+
+    def table(self, split: str = "test") -> pd.DataFrame:
+        """One row per model (network first), one column per metric on ``split``, plus fit seconds."""
+        import pandas as pd
+
+        rows = [{"model": "network", **self.network.get(split, {})}]
+        rows += [{"model": name, **m.get(split, {}), "fit_seconds": m.get("seconds")}
+                 for name, m in self.models.items()]
+        return pd.DataFrame(rows).set_index("model")
+
+    def __str__(self) -> str:
+        best, gap = self.best(), self.gap()
+        head = f"baselines on the same split ({self.rows.get('test', '?')} test rows)"
+        if best is not None and gap is not None:
+            head += (f": best {best[0]} {self.metric} {best[1]:.4f}, network "
+                     f"{self.score('network'):.4f} ({'trails by' if gap > 0 else 'leads by'} {abs(gap):.4f})")
+        return head + "\n" + self.table().to_string(float_format=lambda v: f"{v:.4f}")
+
+    def _repr_html_(self) -> str:
+        html: str = f"<p>{str(self).splitlines()[0]}</p>" + self.table().to_html(float_format=lambda v: f"{v:.4f}")
+        return html
+
+
+@dataclass
 class Check:
     """One release-gate check's outcome. ``skipped`` checks count as passed and say why in ``reason``."""
 
@@ -146,11 +212,14 @@ class Check:
     skipped: bool = False
     details: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    warning: bool = False
 
     @property
     def status(self) -> str:
-        """``skip``, ``pass`` or ``FAIL``."""
-        return "skip" if self.skipped else ("pass" if self.passed else "FAIL")
+        """``skip``, ``pass``, ``warn`` (passed, but a limit configured to warn was exceeded) or ``FAIL``."""
+        if self.skipped:
+            return "skip"
+        return ("warn" if self.warning else "pass") if self.passed else "FAIL"
 
 
 @dataclass
@@ -243,5 +312,5 @@ def _short(value: Any) -> str:
 
 
 SECTION_TYPES: dict[str, type[Section]] = {
-    cls.NAME: cls for cls in (TuningSection, ExplanationSection, QuantizationSection, GateReport)}
+    cls.NAME: cls for cls in (TuningSection, ExplanationSection, QuantizationSection, GateReport, BaselinesSection)}
 """Typed sections by manifest key."""

@@ -1,8 +1,10 @@
 """The training loop: one explicit, readable loop with callbacks.
 
-``train()`` fits the preprocessor on the train split, trains an MLP with AdamW, a warm-up +
-cosine learning-rate schedule and early stopping on a validation metric (restoring the best
-weights), then evaluates on the test split and returns a :class:`~kit.bundle.ModelBundle`.
+``train()`` fits the preprocessor on the train split, builds the network its config names (see
+:mod:`kit.nets`; every builder check runs before the first epoch), trains it with AdamW, a warm-up +
+cosine learning-rate schedule, label smoothing and early stopping on a validation metric (restoring
+the best weights), evaluates on the test split, fits the baselines a data scientist tries first
+(:mod:`kit.baselines`) on the same split, and returns a :class:`~kit.bundle.ModelBundle`.
 
 Callbacks observe every epoch; ``on_epoch_end`` returning ``True`` asks the loop to stop
 (a widget's Stop button). Raising from a callback aborts the run (Optuna pruning).
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from kit.bundle import ModelBundle
+    from kit.sections import BaselinesSection
 
 
 @dataclass
@@ -49,6 +52,7 @@ class EpochState:
         best_epoch: Epoch of the best value.
         lr: Learning rate at the end of the epoch.
         elapsed: Seconds since training started.
+        metrics: Other validation metrics recorded for plots (``accuracy`` for classifiers).
     """
 
     epoch: int
@@ -61,12 +65,13 @@ class EpochState:
     best_epoch: int
     lr: float
     elapsed: float
+    metrics: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float]:
         """The numbers of this epoch (a row of the training history)."""
-        return {"epoch": self.epoch, "train_loss": self.train_loss, "valid_loss": self.valid_loss,
-                self.monitor if self.monitor != "valid_loss" else "monitor": self.value, "lr": self.lr,
-                "elapsed": self.elapsed}
+        monitored = {} if self.monitor == "valid_loss" else {self.monitor: self.value}
+        return {"epoch": self.epoch, "train_loss": self.train_loss, "valid_loss": self.valid_loss, **monitored,
+                **self.metrics, "lr": self.lr, "elapsed": self.elapsed}
 
 
 class Callback:
@@ -133,6 +138,11 @@ class TrainResult:
         """Valid and test metrics."""
         return self.bundle.metrics
 
+    @property
+    def baselines(self) -> BaselinesSection | None:
+        """The baselines fitted on the same split (``None`` when ``train(baselines=False)``)."""
+        return self.bundle.baselines
+
 
 def pick_device(requested: str = "auto") -> str:
     """CUDA when present (and asked for or ``auto``), else CPU."""
@@ -157,10 +167,18 @@ def lr_at(step: int, total: int, warmup: int, config: TrainConfig) -> float:
 
 
 def _monitor(config: TrainConfig, task: str) -> str:
+    """The validation metric that early stopping watches.
+
+    ``auto`` is RMSE for regression and, for classifiers, ``valid_loss``: the training objective
+    (cross-entropy with the config's label smoothing) on the validation split. With label smoothing
+    it picks better epochs than the plain log loss, which rewards stopping before confident
+    mistakes and so stops early on small tables (README: the quality table).
+    """
     monitor = config.monitor
     if monitor == "auto":
-        return "log_loss" if task != "regression" else "rmse"
-    allowed = ("rmse", "mae", "r2") if task == "regression" else ("log_loss", "accuracy", "f1", "roc_auc")
+        return "valid_loss" if task != "regression" else "rmse"
+    allowed = (("rmse", "mae", "r2", "valid_loss") if task == "regression"
+               else ("valid_loss", "log_loss", "accuracy", "f1", "roc_auc"))
     if monitor not in allowed:
         raise ConfigError(f"monitor {monitor!r} does not fit a {task} task; use one of {allowed}", field="monitor")
     return monitor
@@ -201,6 +219,7 @@ def train(
     splits: Splits | None = None,
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
+    baselines: bool = True,
 ) -> TrainResult:
     """Train a network on a dataset and return a bundle ready for the next steps.
 
@@ -213,9 +232,16 @@ def train(
         splits: Reuse precomputed splits (tuning trains many models on one split).
         callbacks: Observers of the loop; ``on_epoch_end`` may return ``True`` to stop.
         progress: Show a ``tqdm.auto`` progress bar.
+        baselines: Also fit a linear model and HistGradientBoosting on the same preprocessed split
+            and store their metrics next to the network's (``bundle.baselines``); tuning trials
+            turn this off.
 
     Returns:
         The bundle, the module, the per-epoch history and why training stopped.
+
+    Raises:
+        BuilderError: If the network's builder is unknown, cannot be imported, refuses its
+            parameters or breaks the contract (named, before the first epoch).
     """
     torch = require("torch", "train")
     from kit import drift, nets
@@ -226,7 +252,7 @@ def train(
     splits = splits or dataset.split(data_config.valid_size, data_config.test_size, data_config.seed)
     task = dataset.task
     monitor = _monitor(config, task)
-    higher = km.HIGHER_IS_BETTER[monitor]
+    higher = monitor != "valid_loss" and km.HIGHER_IS_BETTER[monitor]
 
     pre = Preprocessor(data_config.unknown_category).fit(splits.train.X)
     device = torch.device(pick_device(config.device))
@@ -247,11 +273,14 @@ def train(
     else:
         ytr, yva = tensor(splits.train.y, torch.long), tensor(splits.valid.y, torch.long)
         loss_fn = torch.nn.functional.cross_entropy
+    train_loss_fn = loss_fn
+    if task != "regression" and config.label_smoothing:
+        train_loss_fn = functools.partial(loss_fn, label_smoothing=config.label_smoothing)
     xtr = tensor(pre.transform(splits.train.X), torch.float32)
     xva = tensor(pre.transform(splits.valid.X), torch.float32)
 
-    spec = nets.make_spec(pre.n_features_out, n_out, config)
-    model = nets.build(spec).to(device)
+    spec, model, source = nets.prepare(config, pre.n_features_out, n_out)  # every contract check, before epoch 1
+    model = model.to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
@@ -261,22 +290,26 @@ def train(
     steps_per_epoch = math.ceil(n / bs)
     total = steps_per_epoch * config.epochs
     warmup = config.warmup_epochs * steps_per_epoch
-    drop_tail = config.norm == "batch" and n % bs == 1  # a batch of one breaks BatchNorm
+    batch_norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    drop_tail = batch_norm and n % bs == 1  # a batch of one breaks BatchNorm
 
-    def evaluate() -> tuple[float, float]:
+    def evaluate() -> tuple[float, float, dict[str, float]]:
         model.eval()
         with torch.no_grad():
             out = model(xva)
-        loss = float(loss_fn(out, yva))
-        if monitor in ("log_loss", "rmse"):
-            value = loss if monitor == "log_loss" else math.sqrt(loss) * (scaling or {"std": 1.0})["std"]
+        objective, extra = float(train_loss_fn(out, yva)), {}
+        if monitor in ("valid_loss", "log_loss", "rmse"):
+            loss = objective if monitor == "valid_loss" else float(loss_fn(out, yva))
+            value = loss if monitor != "rmse" else math.sqrt(loss) * (scaling or {"std": 1.0})["std"]
         elif task == "regression":
             pred = out[:, 0].cpu().numpy() * scaling["std"] + scaling["mean"]  # type: ignore[index]
             value = km.regression(splits.valid.y, pred)[monitor]
         else:
             value = km.classification(splits.valid.y, torch.softmax(out, 1).cpu().numpy())[monitor]
+        if task != "regression" and monitor != "accuracy":
+            extra = {"accuracy": float((out.argmax(1) == yva).float().mean())}
         model.train()
-        return loss, value
+        return objective, value, extra
 
     for cb in callbacks:
         cb.on_train_begin(config, n)
@@ -298,19 +331,19 @@ def train(
                 lr = lr_at(step, total, warmup, config)
                 for group in opt.param_groups:
                     group["lr"] = lr
-                loss = loss_fn(model(xtr[idx]), ytr[idx])
+                loss = train_loss_fn(model(xtr[idx]), ytr[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 running += loss.detach() * len(idx)
                 step += 1
-            valid_loss, value = evaluate()
+            valid_loss, value, shown = evaluate()
             improved = value > best_value if higher else value < best_value
             if improved or best_state is None:
                 best_value, best_epoch = value, epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             state = EpochState(epoch, config.epochs, float(running) / n, valid_loss, monitor, value,
-                               best_value, best_epoch, lr, time.perf_counter() - start)
+                               best_value, best_epoch, lr, time.perf_counter() - start, shown)
             history.append(state.as_dict())
             if bar:
                 bar.on_epoch_end(state)
@@ -331,15 +364,22 @@ def train(
     model.eval()
     weights = {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
     bundle = ModelBundle(
-        preprocessor=pre, spec=spec, weights=weights, task=task, target=dataset.target,
+        preprocessor=pre, spec=spec.to_dict(), weights=weights, task=task, target=dataset.target,
         label_names=dataset.label_names, target_scaling=scaling,
         configs={"data": data_config.to_dict(), "train": config.to_dict()},
         lineage={**lineage(dataset, data_config.seed), "device": str(device), "best_epoch": best_epoch,
                  "epochs_run": len(history), "stopped": stopped},
         history=history, reference=drift.reference(splits.train.X, pre.kinds_),
+        artifacts={nets.SOURCE_ARTIFACT: source.text.encode("utf-8")},
     )
     bundle.metrics = {"valid": bundle.evaluate(splits.valid.X, dataset.decode_target(splits.valid.y)),
                       "test": bundle.evaluate(splits.test.X, dataset.decode_target(splits.test.y))}
+    if baselines:
+        from kit.baselines import fit_baselines
+
+        section = fit_baselines(splits.train, {"valid": splits.valid, "test": splits.test}, pre, task,
+                                bundle.metrics, seed=config.seed)
+        bundle.sections[section.NAME] = section.to_dict()
     return TrainResult(bundle, model, history, best_epoch, stopped, splits)
 
 

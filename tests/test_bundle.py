@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import kit
+import kit.nets
 from kit import IntegrityError, KitError, ModelBundle, SchemaError
 
 
@@ -19,12 +20,18 @@ def test_save_load_round_trip_gives_identical_predictions(bc_result, tmp_path: P
     assert loaded.preprocessor.to_json() == bundle.preprocessor.to_json()
 
 
-def test_bundle_files_are_safetensors_and_json_only(bc_bundle, tmp_path: Path):
+def test_bundle_files_are_safetensors_onnx_json_and_text_only(bc_bundle, tmp_path: Path):
     out = bc_bundle.save(tmp_path / "b")
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["bundle.json", "bundle.json.sha256", "preprocessor.json", "weights.safetensors"]
+    assert names == ["bundle.json", "bundle.json.sha256", "network.onnx", "network_source.txt", "preprocessor.json",
+                     "weights.safetensors"]
     manifest = json.loads((out / "bundle.json").read_text())
-    assert set(manifest["files"]) == {"preprocessor.json", "weights.safetensors"}
+    assert set(manifest["files"]) == {"network.onnx", "network_source.txt", "preprocessor.json", "weights.safetensors"}
+    # The network describes itself: builder, parameters, shapes, source sha256, and the export checked against torch.
+    spec = manifest["spec"]
+    assert (spec["builder"], spec["target"], spec["n_in"], spec["n_out"]) == ("mlp", "kit.nets.mlp:build", 30, 2)
+    assert spec["source"]["sha256"] == kit.nets.sha256_text((out / "network_source.txt").read_text())
+    assert spec["onnx"]["sha256"] == manifest["files"]["network.onnx"] and spec["onnx"]["max_abs_diff"] <= 1e-4
 
 
 def test_lineage_records_where_the_model_came_from(bc_bundle):
@@ -35,7 +42,8 @@ def test_lineage_records_where_the_model_came_from(bc_bundle):
     assert bc_bundle.configs["train"]["epochs"] == 40
 
 
-@pytest.mark.parametrize("victim", ["weights.safetensors", "preprocessor.json", "bundle.json"])
+@pytest.mark.parametrize("victim", ["weights.safetensors", "preprocessor.json", "bundle.json", "network.onnx",
+                                    "network_source.txt"])
 def test_tampered_file_is_refused_by_name(bc_bundle, tmp_path: Path, victim: str):
     out = bc_bundle.save(tmp_path / "b")
     data = bytearray((out / victim).read_bytes())

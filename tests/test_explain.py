@@ -147,21 +147,46 @@ def test_unsupported_layer_falls_back_and_says_why() -> None:
     X = splits.test.X.iloc[:3]
     ex = explain(bundle, X, background=splits.train.X, background_size=10, nsamples=60)
     assert ex.method in ("gradient", "permutation")
-    assert "deep: skipped, DeepExplainer has no rule for layer LayerNorm" in ex.why
+    assert "deep: skipped, DeepExplainer has no rule for LayerNorm" in ex.why
     assert ex.additivity_error <= 1e-4
     # forcing deep on that network is refused, naming the layer
     with pytest.raises(ConfigError, match="LayerNorm"):
         explain(bundle, X, background=splits.train.X, method="deep")
 
 
+def test_operations_called_in_forward_without_a_rule_are_named() -> None:
+    # ft_transformer's attention calls matmul and softmax in forward: no nn layer, so no DeepLIFT
+    # rule; the chain says which operations and ends in exactly additive permutation sampling.
+    result = train("wine", kit.TrainConfig(net="ft_transformer", epochs=3, patience=0, seed=0), baselines=False)
+    bundle, splits = result.bundle, result.splits
+    ex = explain(bundle, splits.test.X.iloc[:3], background=splits.train.X, background_size=10, nsamples=60)
+    assert ex.method == "permutation" and ex.additivity_error <= 1e-4
+    assert ("deep: skipped, DeepExplainer has no rule for LayerNorm, matmul (called in forward), mul (called in "
+            "forward), relu (called in forward), softmax (called in forward)") in ex.why
+    assert "gradient: failed the additivity check" in ex.why
+
+
+def test_custom_network_with_rules_for_every_layer_uses_deeplift() -> None:
+    # tests/custom_net.py: Linear, BatchNorm1d, ReLU, Dropout and additions, all with rules
+    result = train("wine", kit.TrainConfig(net="custom_net:build", net_params={"width": 16}, epochs=5, patience=0),
+                   baselines=False)
+    bundle, splits = result.bundle, result.splits
+    ex = explain(bundle, splits.test.X.iloc[:5], background=splits.train.X, background_size=20)
+    assert ex.method == "deep" and ex.additivity_error <= 1e-4
+
+
 def test_failed_additivity_check_falls_back(bc_result: TrainResult) -> None:
     bundle, splits = bc_result.bundle, bc_result.splits
-    # a zero tolerance no float engine meets: every step is tried, recorded, and the last kept with a warning
-    with pytest.warns(UserWarning, match="do not add up"):
+    # a zero tolerance: deep and gradient (float32/float64 sums of many terms) miss it, each recorded;
+    # permutation sampling is additive by construction and is kept, with a warning if rounding shows
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         ex = explain(bundle, splits.test.X.iloc[:2], background=splits.train.X, background_size=5, tolerance=0.0,
                      nsamples=70)
     assert ex.method == "permutation"
     assert "deep: failed the additivity check" in ex.why and "gradient: failed the additivity check" in ex.why
+    warned = [w for w in caught if "do not add up" in str(w.message)]
+    assert (ex.additivity_error > 0) == bool(warned) and ex.additivity_error < 1e-12
 
 
 class Int8Runtime(Runtime):
@@ -174,16 +199,21 @@ class Int8Runtime(Runtime):
             scale = np.abs(w).max() / 127
             return (np.round(w / scale).clip(-127, 127) * scale).astype(np.float32)
 
-        # an MLP without norm layers: only the Linear layers have weights ("0.weight", "3.weight", ...)
-        keys = sorted({k.rsplit(".", 1)[0] for k in bundle.weights}, key=int)
+        # kit's mlp without norm layers: Linear layers ("deep.0.weight", "deep.3.weight", ...) and the
+        # linear shortcut from input to output ("linear.weight")
+        keys = sorted({k.rsplit(".", 1)[0] for k in bundle.weights if k.startswith("deep.")},
+                      key=lambda k: int(k.split(".")[1]))
         self.layers = [(q(bundle.weights[f"{k}.weight"]), bundle.weights[f"{k}.bias"]) for k in keys]
+        self.shortcut = (q(bundle.weights["linear.weight"]), bundle.weights["linear.bias"])
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        h = x
         for i, (w, b) in enumerate(self.layers):
-            x = x @ w.T + b
+            h = h @ w.T + b
             if i + 1 < len(self.layers):
-                x = np.maximum(x, 0)
-        return x.astype(np.float32)
+                h = np.maximum(h, 0)
+        w, b = self.shortcut
+        return (h + x @ w.T + b).astype(np.float32)
 
 
 def test_model_agnostic_explains_a_non_torch_runtime(bc_result: TrainResult) -> None:

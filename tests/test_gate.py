@@ -105,7 +105,9 @@ def test_expected_calibration_error():
 
 
 @pytest.mark.parametrize(("changes", "field"), [({"max_p99_ms": -1.0}, "max_p99_ms"), ({"top_k": 0}, "top_k"),
-                                                ({"skip": ("nope",)}, "skip"), ({"metric": "auc"}, "metric")])
+                                                ({"skip": ("nope",)}, "skip"), ({"metric": "auc"}, "metric"),
+                                                ({"baseline_action": "ignore"}, "baseline_action"),
+                                                ({"max_baseline_gap": -0.1}, "max_baseline_gap")])
 def test_config_refuses_bad_values_naming_the_field(changes, field):
     with pytest.raises(ConfigError) as info:
         GateConfig().replace(**changes)
@@ -117,9 +119,13 @@ def test_card_renders_every_section_from_the_bundle(bc_gated):
     enriched = gated.with_section("tuning", {"study_name": "s", "best_value": 0.1, "params": {"lr": 0.01}})
     c = card(enriched)
     md, page = c.markdown(), c.html()
-    for heading in ("Overview", "Data", "Metrics", "Training", "Tuning", "Explanations", "Quantization",
-                    "Release gate", "Lineage"):
+    for heading in ("Overview", "Data", "Metrics", "Baselines", "Network", "Training", "Tuning", "Explanations",
+                    "Quantization", "Release gate", "Lineage"):
         assert f"## {heading}" in md and f"<h2>{heading}</h2>" in page
+    # the network section: builder, source sha256, the export check, and the source text itself
+    assert "| builder | mlp |" in md and gated.net.source_sha256 in md and "```python" in md
+    assert "def build(n_in: int, n_out: int" in md and "<pre><code>" in page
+    assert "| logistic |" in md and "hist_gradient_boosting" in md
     assert "| lr | 0.01 |" in md and "explanation_stability" in md
     assert "No quantization recorded" in md
     assert gated.lineage["data_hash"] in md and "<script" not in page
@@ -207,3 +213,54 @@ def test_a_pass_with_the_same_settings_replaces_a_failure_without_a_reason(bc_bu
     from kit.quantize import attach
 
     assert "gate" not in attach(failed, "ort-fp32").sections
+
+
+@pytest.fixture(scope="module")
+def weak_bundle():
+    """A barely trained network: the logistic regression on the same split beats it clearly."""
+    import kit
+    from kit.train import train
+
+    return train("breast_cancer", kit.TrainConfig(epochs=1, patience=0, lr=1e-5, warmup_epochs=0)).bundle
+
+
+def test_baseline_check_warns_by_default_and_fails_when_told(weak_bundle):
+    fast = NO_SHAP.replace(skip=("explanation_stability", "latency_p99", "noise_robustness", "missing_robustness"))
+    report = check(weak_bundle, config=fast)
+    baseline = by_name(report)["baseline"]
+    section = weak_bundle.baselines
+    # the gap is the one recorded at training: best baseline minus the network, on the same test rows
+    assert baseline.value == pytest.approx(section.gap()) and baseline.value > 0.005
+    assert baseline.passed and baseline.warning and baseline.status == "warn"
+    assert baseline.reason.startswith("warning: network accuracy") and "recorded at training" in baseline.reason
+    assert baseline.threshold == 0.005 and "the shared budget" in baseline.reason
+    assert "warn  baseline" in str(report)
+    failing = check(weak_bundle, config=fast.replace(baseline_action="fail"))
+    assert not failing.passed and [c.name for c in failing.failed] == ["baseline"]
+    # a wider budget lets it through without a warning
+    wide = by_name(check(weak_bundle, config=fast.replace(max_baseline_gap=1.0)))["baseline"]
+    assert wide.status == "pass" and "GateConfig.max_baseline_gap" in wide.reason
+
+
+def test_baseline_check_fits_the_baselines_when_the_bundle_has_none(bc_bundle):
+    bare = bc_bundle.copy()
+    bare.sections.pop("baselines", None)
+    fast = NO_SHAP.replace(skip=("explanation_stability", "latency_p99", "noise_robustness", "missing_robustness"))
+    baseline = by_name(check(bare, config=fast))["baseline"]
+    assert "fitted now on the train split" in baseline.reason
+    assert set(baseline.details["baselines"]) == {"logistic", "hist_gradient_boosting"}
+    recorded = by_name(check(bc_bundle, config=fast))["baseline"]
+    assert recorded.details["baselines"] == pytest.approx(baseline.details["baselines"])
+
+
+def test_a_failed_baseline_check_is_not_cleared_by_a_warning_run(weak_bundle):
+    """The gate history treats baseline_action and max_baseline_gap as the baseline check's settings."""
+    from kit.gate._history import laxer
+
+    fast = NO_SHAP.replace(skip=("explanation_stability", "latency_p99", "noise_robustness", "missing_robustness"))
+    failed, report = gate(weak_bundle, config=fast.replace(baseline_action="fail"))
+    assert not report.passed and failed.gate.run == 1
+    assert laxer(failed.gate, check(weak_bundle, config=fast)) == ["baseline with baseline_action 'fail' -> 'warn'"]
+    kept, warned = gate(failed, config=fast)
+    assert warned.passed and not kept.gate.passed and kept.gate.run == 1
+    assert [h["accepted"] for h in kept.gate.history] == [True, False]

@@ -42,7 +42,7 @@ def test_notebooks_are_py_percent_files_paired_with_an_ipynb():
     config = tomllib.loads((folder / "jupytext.toml").read_text())
     assert config["formats"] == "ipynb,py:percent"
     assert [p.stem for p in SOURCES] == ["00_quickstart", "01_data_train", "02_tune", "03_explain",
-                                         "04_quantize", "05_package_serve"]
+                                         "04_quantize", "05_package_serve", "06_custom_network"]
     # No notebook without its .py (kit run executes every NN_*.ipynb it finds).
     assert sorted(p.stem for p in folder.glob("[0-9][0-9]_*.ipynb")) == [p.stem for p in SOURCES]
 
@@ -138,7 +138,7 @@ def store_has(home: Path, kind: str, tag: str) -> bool:
 def test_every_notebook_ran_and_the_index_links_them(report: Report):
     assert report.ok, [r.error for r in report.runs if not r.ok]
     assert [r.name for r in report.runs] == ["00_quickstart", "01_data_train", "02_tune", "03_explain",
-                                             "04_quantize", "05_package_serve"]
+                                             "04_quantize", "05_package_serve", "06_custom_network"]
     index = report.index.read_text()
     assert all(f"{r.name}.html" in index for r in report.runs)
     summary = json.loads((report.folder / "summary.json").read_text())
@@ -242,6 +242,25 @@ def test_package_serve_notebook(report: Report, bento_home: Path):
     # every prediction is numbered (the prediction log); the curl call is another prediction, same answer
     assert by_curl.pop("prediction_id") != by_python.pop("prediction_id")
     assert by_curl == by_python
+
+
+def test_custom_network_notebook(report: Report, bento_home: Path):
+    res = results(report, "06_custom_network")
+    # A builder defined and registered in a cell: recorded as its function and classes.
+    net = res["network"]
+    assert net["builder"] == "resnet_tab" and net["source_kind"] == "function" and len(net["source_sha256"]) == 64
+    assert net["onnx"]["max_abs_diff"] <= 1e-4
+    assert res["metrics"]["test"]["accuracy"] >= FLOOR and res["baselines"]["best"][0] in ("logistic",
+                                                                                            "hist_gradient_boosting")
+    assert sum(res["tuning"]["n_trials"].values()) >= 3
+    assert {"net.width", "net.blocks"} <= set(res["tuning"]["best_params"])
+    # The edited builder was refused on torch, then allowed and recorded.
+    assert res["code_changes"] and res["code_changes"][0]["builder"] == "resnet_tab"
+    # Served by a process that never saw the builder, for the whole test split, equal to the notebook's answers.
+    assert res["served"]["matches_notebook"] is True and res["served"]["rows"] == 86
+    assert res["runtime"]["name"] == "onnxruntime" and store_has(bento_home, "models", res["served"]["tag"])
+    bundle = ModelBundle.load(res["bundle_path"])
+    assert bundle.net.builder == "resnet_tab" and "class ResidualNet" in bundle.artifacts["network_source.txt"].decode()
 
 
 def test_broken_cell_exits_nonzero_naming_notebook_and_cell(tmp_path: Path, capfd):

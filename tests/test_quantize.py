@@ -162,18 +162,26 @@ def test_static_int8_refuses_a_too_small_calibration_set(bc_bundle, bc_rows):
 
 
 def _custom_net(bc_bundle, monkeypatch, name: str, forward) -> ModelBundle:
-    """The bc network with ``forward(module, x)`` around its layers, registered as net ``name``."""
+    """The bc network with ``forward(module, x)`` around it, registered as builder ``name``."""
     import torch
 
     from kit import nets
 
-    class Custom(torch.nn.Sequential):
-        def forward(self, x):
-            return forward(super().forward, x)
+    class Custom(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
 
-    monkeypatch.setitem(nets.BUILDERS, name, lambda spec: Custom(*nets.build_mlp({**spec, "name": "mlp"})))
+        def forward(self, x):
+            return forward(self.inner, x)
+
+    mlp = nets.resolve("mlp").fn
+    monkeypatch.setitem(nets._registry._REGISTRY, name, lambda n_in, n_out, **p: Custom(mlp(n_in, n_out, **p)))
     bundle = bc_bundle.copy()
-    bundle.spec["name"] = name
+    bundle.weights = {f"inner.{k}": v for k, v in bundle.weights.items()}
+    bundle.spec = {**bundle.spec, "name": name, "builder": name, "target": f"tests:{name}", "source": {}}
+    bundle.spec.pop("onnx", None)
+    bundle.artifacts.pop("network.onnx", None)
     return bundle
 
 

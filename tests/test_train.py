@@ -11,10 +11,47 @@ FLOORS = [("breast_cancer", 0, "accuracy", 0.95), ("wine", 0, "accuracy", 0.94),
           ("digits", 0, "accuracy", 0.95), ("diabetes", 1, "r2", 0.35)]
 
 
+@pytest.mark.parametrize("net", ["mlp", "resmlp", "ft_transformer"])
 @pytest.mark.parametrize(("name", "split_seed", "metric", "floor"), FLOORS)
-def test_default_settings_reach_quality_floor(name, split_seed, metric, floor):
-    result = train(kit.DataConfig(source=name, seed=split_seed))
+def test_default_settings_reach_quality_floor(name, split_seed, metric, floor, net):
+    # Every network of the zoo, with its own defaults and kit's default training recipe.
+    result = train(kit.DataConfig(source=name, seed=split_seed), kit.TrainConfig(net=net), baselines=False)
     assert result.bundle.metrics["test"][metric] >= floor, result.bundle.metrics
+
+
+def test_baselines_are_fitted_on_the_same_split_and_reported(bc_result):
+    from sklearn.linear_model import LogisticRegression
+
+    section = bc_result.baselines
+    assert section is not None and section.metric == "accuracy" and set(section.models) == {
+        "logistic", "hist_gradient_boosting"}
+    assert section.rows == {"train": len(bc_result.splits.train), "valid": len(bc_result.splits.valid),
+                            "test": len(bc_result.splits.test)}
+    assert section.network == bc_result.bundle.metrics
+    # the same preprocessed rows: scikit-learn on the bundle's own transform gives the same score
+    pre, splits = bc_result.bundle.preprocessor, bc_result.splits
+    model = LogisticRegression(max_iter=5000).fit(pre.transform(splits.train.X), splits.train.y)
+    accuracy = float((model.predict(pre.transform(splits.test.X)) == splits.test.y).mean())
+    assert section.score("logistic") == pytest.approx(accuracy)
+    table = section.table()
+    assert list(table.index) == ["network", "logistic", "hist_gradient_boosting"] and "roc_auc" in table.columns
+    best = section.best()
+    assert best is not None and section.gap() == pytest.approx(best[1] - bc_result.bundle.metrics["test"]["accuracy"])
+    assert "baselines on the same split (86 test rows)" in str(section)
+
+
+def test_regression_baselines_are_ridge_and_gradient_boosting(diabetes_result):
+    section = diabetes_result.baselines
+    assert set(section.models) == {"ridge", "hist_gradient_boosting"} and section.metric == "r2"
+    assert section.models["ridge"]["estimator"] == "Ridge()"
+
+
+def test_label_smoothing_softens_the_training_loss_only():
+    plain = train("wine", kit.TrainConfig(epochs=5, label_smoothing=0.0), baselines=False)
+    smooth = train("wine", kit.TrainConfig(epochs=5, label_smoothing=0.2), baselines=False)
+    # the smoothed objective cannot reach zero, so the first epochs' losses sit higher
+    assert smooth.history[-1]["train_loss"] > plain.history[-1]["train_loss"]
+    assert "accuracy" in smooth.history[0] and smooth.history[0]["valid_loss"] > 0
 
 
 def test_same_seed_gives_identical_metrics():
@@ -27,10 +64,11 @@ def test_same_seed_gives_identical_metrics():
 
 
 def test_early_stopping_restores_best_weights(bc_result):
-    # The kept weights are the best epoch's, not the last one's.
+    # The kept weights are the best epoch's, not the last one's; classifiers watch the training
+    # objective (label-smoothed cross-entropy) on the validation split.
     assert bc_result.stopped in ("early_stopping", "completed")
-    best = bc_result.history[bc_result.best_epoch - 1]["log_loss"]
-    assert best == min(h["log_loss"] for h in bc_result.history)
+    best = bc_result.history[bc_result.best_epoch - 1]["valid_loss"]
+    assert best == min(h["valid_loss"] for h in bc_result.history)
     assert bc_result.bundle.lineage["best_epoch"] == bc_result.best_epoch
 
 

@@ -56,7 +56,7 @@ def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 def test_default_space_covers_the_mlp_and_round_trips() -> None:
     space = Space()
-    assert set(space.params) == {"depth", "width", "dropout", "lr", "weight_decay", "batch_size"}
+    assert set(space.params) == {"depth", "width", "dropout", "lr", "weight_decay", "batch_size", "label_smoothing"}
     assert space.params["lr"].log and space.params["weight_decay"].log
     # The stored form rebuilds the same space (workers rebuild it from the study).
     assert Space(space.to_dict()).to_dict() == space.to_dict() == Space(DEFAULT_SPACE).to_dict()

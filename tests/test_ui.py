@@ -19,6 +19,7 @@ from kit.bundle import ModelBundle
 from kit.ui import DataPanel, ExplainPanel, QuantizePanel, Session, TrainPanel, TunePanel, Wizard
 from kit.ui.gate_panel import GatePanel
 from kit.ui.package_panel import PackagePanel, compare
+from kit.ui.train_panel import NET_FIELDS
 
 WAIT = 240
 
@@ -85,13 +86,48 @@ def test_data_panel_bad_input_is_one_clear_status_line(session: Session):
 def test_train_panel_trains_with_the_controls_and_plots_live(session: Session):
     session.load_data()
     panel = TrainPanel(session)
-    panel.epochs.value, panel.hidden.value, panel.lr.value = 6, "32,16", 0.01
+    panel.epochs.value, panel.net.fields["hidden"].value, panel.lr.value = 6, "32,16", 0.01
     click(panel)
     result = session.result
     assert result is not None and session.bundle is result.bundle
     assert session.train_config.hidden == (32, 16) and len(result.history) == 6
     assert panel.progress.value == 6 and bytes(panel.plot.value).startswith(b"\x89PNG")
     assert "accuracy" in panel.table.value and (session.output_dir / "bundles" / "train").is_dir()
+    # The network is shown next to the baselines fitted on the same split.
+    assert "Baselines on the same split" in panel.table.value and "hist_gradient_boosting" in panel.table.value
+    assert session.outputs["train"]["baselines"]["models"].keys() == {"logistic", "hist_gradient_boosting"}
+
+
+def test_network_picker_lists_builders_and_shows_their_parameters(session: Session):
+    from kit import nets
+
+    session.load_data(kit.DataConfig(source="wine"))
+    nets.register("picker_net", "custom_net:build")
+    try:
+        panel = TrainPanel(session)
+        picker = panel.net
+        assert list(picker.choice.options)[:3] == ["mlp", "resmlp", "ft_transformer"]
+        assert "picker_net" in picker.choice.options  # registered before the panel was made
+        assert set(picker.fields) == {"hidden", "dropout", "activation", "norm", "skip"}
+        assert picker.fields["hidden"].value == "128,64" and picker.fields["dropout"].value == 0.3
+        picker.choice.value = "resmlp"
+        assert {"width", "blocks", "norm"} <= set(picker.fields) and picker.fields["norm"].value == "batch"
+        picker.fields["width"].value, picker.fields["dropout"].value = 32, 0.2
+        panel.epochs.value = 3
+        click(panel)
+        config = session.train_config
+        # Only what differs from the builder's defaults is set; dropout is the shorthand field.
+        assert (config.net, config.net_params, config.dropout, config.hidden) == ("resmlp", {"width": 32}, 0.2, None)
+        assert session.result.bundle.net.builder == "resmlp"
+        # An import path typed in; an unknown builder is reported in the picker, naming it.
+        picker.choice.value = "custom_net:build"
+        assert set(picker.fields) == {"width", "blocks", "dropout"} and "custom_net:build" in picker.status.value
+        picker.choice.value = "nowhere_net:build"
+        assert "cannot be imported" in picker.status.value and picker.fields == {}
+        click(panel)
+        assert "nowhere_net" in panel.status.value and session.result.bundle.net.builder == "resmlp"
+    finally:
+        nets.unregister("picker_net")
 
 
 def test_train_panel_stop_button_ends_training_early(session: Session):
@@ -112,9 +148,9 @@ def test_train_panel_stop_button_ends_training_early(session: Session):
 def test_train_panel_refuses_malformed_widths(session: Session):
     session.load_data()
     panel = TrainPanel(session)
-    panel.hidden.value = "64,x"
+    panel.net.fields["hidden"].value = "64,x"
     click(panel)
-    assert "hidden widths must be integers" in panel.status.value and session.result is None
+    assert "hidden must be integers separated by commas" in panel.status.value and session.result is None
 
 
 def test_tune_panel_runs_trials_and_use_best_updates_train(session: Session):
@@ -129,11 +165,57 @@ def test_tune_panel_runs_trials_and_use_best_updates_train(session: Session):
     panel.use_best.click()
     best = panel.result.best_config
     assert session.train_config == best and session.bundle is panel.result.bundle
-    # The Train panel's controls hold the tuned config exactly: no slider rounds lr or dropout.
+    # The Train panel's controls hold the tuned config exactly: no slider rounds lr or dropout, and the
+    # network picker shows the tuned widths and dropout.
     assert train_panel.config() == best
     assert train_panel.lr.value == best.lr and train_panel.weight_decay.value == best.weight_decay
-    assert train_panel.dropout.value == best.dropout and train_panel.epochs.value == best.epochs == 3
-    assert train_panel.hidden.value == ",".join(map(str, best.hidden))
+    assert train_panel.label_smoothing.value == best.label_smoothing and train_panel.epochs.value == best.epochs == 3
+    assert train_panel.net.fields["dropout"].value == best.dropout
+    assert train_panel.net.fields["hidden"].value == ",".join(map(str, best.hidden))
+
+
+def test_a_tuned_network_comes_back_into_the_picker_and_its_cli_twin(session: Session, tmp_path: Path):
+    """Tuned net.* parameters (resmlp's width and blocks) fill the picker's fields; the CLI line trains the same."""
+    import html as html_lib
+    import shlex
+
+    from kit.cli import main
+
+    session.load_data()
+    session.train_config = kit.TrainConfig(net="resmlp", seed=3)
+    train_panel, tune_panel = TrainPanel(session), TunePanel(session)
+    tune_panel.n_trials.value, tune_panel.trial_epochs.value, tune_panel.pruner.value = 2, 3, "none"
+    click(tune_panel)
+    tune_panel.use_best.click()
+    tuned, best = tune_panel.result.bundle, tune_panel.result.best_config
+    assert best.net == "resmlp" and {"width", "blocks"} <= set(best.net_params) and best.dropout is not None
+    picker = train_panel.net
+    assert picker.choice.value == "resmlp"
+    assert picker.fields["width"].value == best.net_params["width"]
+    assert picker.fields["blocks"].value == best.net_params["blocks"]
+    assert picker.fields["dropout"].value == best.dropout
+    # Exactly the tuned config, each parameter where the tuner put it (net_params or the shorthand field).
+    assert train_panel.config() == best and "controls differ" not in train_panel.table.value
+    assert f"network <code>{html_lib.escape(tuned.net.describe())}</code>" in train_panel.table.value
+    command = html_lib.unescape(train_panel.command.value.split("<code>")[1].split("</code>")[0])
+    argv = shlex.split(command)[1:]
+    assert argv[argv.index("--net") + 1] == "resmlp" and "--net-params" in argv
+    out = tmp_path / "cli-bundle"
+    argv[argv.index("--out") + 1] = str(out)
+    assert main([*argv, "--quiet", "--no-baselines"]) == 0
+    cli = ModelBundle.load(out)
+    assert cli.configs["train"] == tuned.configs["train"] and cli.net.params == tuned.net.params
+    assert cli.metrics == tuned.metrics
+    # A field changed in the picker is a difference from the current model, named in the table.
+    picker.fields["width"].value = best.net_params["width"] + 1
+    train_panel.render()
+    assert "the controls differ" in train_panel.table.value and "<code>net_params</code>" in train_panel.table.value
+    # What no control holds is listed when set in code, and nothing is listed when it is not.
+    assert train_panel.fixed.value == ""
+    session.train_config = best.replace(extra={"note": "set in code"})
+    session.notify("train_config")
+    assert "extra=" in train_panel.fixed.value and "set in code" in train_panel.fixed.value
+    assert train_panel.config() == session.train_config
 
 
 def test_explain_panel_importance_and_row_picker(trained: Session):
@@ -240,7 +322,7 @@ def test_train_tab_after_use_best_shows_only_the_tuned_run_and_its_cli_twin(sess
     assert train_panel.history() == tuned.history != first.history
     assert "controls differ" not in train_panel.table.value
     # Every TrainConfig field is either a control or listed; none is silently different.
-    shown = set(train_panel.fields()) | {"net", "extra"}
+    shown = set(train_panel.fields()) | set(NET_FIELDS) | {"extra"}
     assert shown == set(kit.TrainConfig().to_dict())
     # The CLI command the panel prints trains exactly the tuned config, to the same metrics.
     command = train_panel.command.value.split("<code>")[1].split("</code>")[0]
@@ -330,6 +412,13 @@ def test_gate_panel_runs_keeps_every_run_and_package_relies_on_the_verdict(train
     assert verdict.passed and verdict.run == 3 and verdict.override["replaces_run"] == 1
     assert "override of failed run 1" in panel.history.value
     assert "relies on gate run 3 of 3" in kit.package.gate_line(trained.bundle)
+    # The baseline check (#13) is listed, and its settings are the panel's: the gap allowed, warn or fail.
+    assert "<td>baseline</td>" in panel.table.value
+    panel.max_baseline_gap.value, panel.baseline_action.value = "0.5", "fail"
+    assert (panel.config().max_baseline_gap, panel.config().baseline_action) == (0.5, "fail")
+    panel.max_baseline_gap.value = "half"
+    with pytest.raises(kit.errors.ConfigError, match="max_baseline_gap must be a number or empty"):
+        panel.config()
 
 
 def test_a_new_model_invalidates_the_stored_tag_and_the_server_claim(trained: Session):

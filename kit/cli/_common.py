@@ -54,3 +54,33 @@ def read_mapping(path: str | None, what: str) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise ConfigError(f"{what} file {path} must hold a mapping of name to value", file=path)
     return value
+
+
+def add_net_args(p: argparse.ArgumentParser) -> None:
+    """``--net`` and ``--net-params``: the network builder and its parameters."""
+    p.add_argument("--net", help="network: mlp (default), resmlp, ft_transformer or an import path module:function "
+                                 "(the module must be importable: on sys.path or PYTHONPATH)")
+    p.add_argument("--net-params", help='builder parameters as JSON, e.g. \'{"width": 64, "blocks": 2}\'')
+
+
+def net_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """TrainConfig fields from ``--net`` and ``--net-params``.
+
+    Raises:
+        ConfigError: If ``--net-params`` is not a JSON object.
+    """
+    import json
+
+    fields: dict[str, Any] = {}
+    if args.net:
+        fields["net"] = args.net
+    if args.net_params:
+        try:
+            params = json.loads(args.net_params)
+        except ValueError as exc:
+            raise ConfigError(f"--net-params must be a JSON object, e.g. '{{\"width\": 64}}': {exc}",
+                              field="net_params") from None
+        if not isinstance(params, dict):
+            raise ConfigError(f"--net-params must be a JSON object, but got {args.net_params!r}", field="net_params")
+        fields["net_params"] = params
+    return fields

@@ -17,7 +17,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
     bundle = ModelBundle.load(args.bundle)
     fields = given(args, metric_floor="metric_floor", max_metric_drop="max_drop", max_p99_ms="max_p99_ms",
                    max_noise_flip_rate="max_flip_rate", max_missing_flip_rate="max_missing_flip_rate",
-                   max_ece="max_ece", slice_column="slice", max_slice_gap="max_slice_gap")
+                   max_ece="max_ece", slice_column="slice", max_slice_gap="max_slice_gap",
+                   max_baseline_gap="max_baseline_gap", baseline_action="baseline_action")
     gated, report = gate(bundle, args.data, GateConfig(**fields, skip=tuple(args.skip)), reason=args.override_reason,
                          by="cli")
     print(report)
@@ -63,6 +64,9 @@ def register(sub: Any) -> None:
     p.add_argument("--metric-floor", type=float, help="lowest test metric (default: beat the trivial baseline)")
     p.add_argument("--max-drop", type=float, help="largest metric drop of the runtime vs fp32 (default: the "
                                                  f"budget the bundle was quantized with, else {DEFAULT_BUDGET})")
+    p.add_argument("--max-baseline-gap", type=float, help="how far the network may trail the best baseline "
+                                                           "(default: the shared budget, 0.005)")
+    p.add_argument("--baseline-action", choices=["warn", "fail"], help="what a larger gap does (default warn)")
     p.add_argument("--max-p99-ms", type=float, help="largest p99 latency at batch 1, ms (default 50)")
     p.add_argument("--max-flip-rate", type=float, help="largest flip rate under noise (default 0.05)")
     p.add_argument("--max-missing-flip-rate", type=float, help="largest flip rate, one value missing (default 0.15)")

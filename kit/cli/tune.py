@@ -10,7 +10,7 @@ import argparse
 import os
 from typing import Any
 
-from kit.cli._common import add_data_args, data_config, given, read_mapping
+from kit.cli._common import add_data_args, add_net_args, data_config, given, net_fields, read_mapping
 
 STORAGE_ENV = "KIT_TUNE_STORAGE"
 
@@ -25,7 +25,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
                    patience="patience", run_dir="run_dir", heartbeat="heartbeat", threads="threads")
     config = TuneConfig(space=read_mapping(args.space, "search space"),
                         storage=args.storage or os.environ.get(STORAGE_ENV), **fields)
-    train = TrainConfig(epochs=100, patience=15, device=args.device) if args.device else None
+    base = {**({"device": args.device} if args.device else {}), **net_fields(args)}
+    train = TrainConfig(epochs=100, patience=15, **base) if base else None
     result = tune(data_config(args), config, train=train)
     print(f"study {result.study.study_name} on {result.storage}: trials {result.counts()}")
     print(f"best trial {result.best_trial}: {result.metric}={result.best_value:.5f}")
@@ -72,7 +73,9 @@ def register(sub: Any) -> None:
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--storage", help="SQLAlchemy URL, journal:PATH or *.db (default: <run-dir>/optuna.db)")
     p.add_argument("--study", help="study name (default kit-<data>-<metric>); the same name resumes")
-    p.add_argument("--space", help="YAML/JSON file: parameter -> spec, e.g. lr: float(1e-4, 1e-2, log)")
+    p.add_argument("--space", help="YAML/JSON file: parameter -> spec, e.g. lr: float(1e-4, 1e-2, log); "
+                                   "net.<param> searches a parameter of the network's builder")
+    add_net_args(p)
     p.add_argument("--metric", help="validation metric to optimize (default log_loss / rmse)")
     p.add_argument("--pruner", choices=["median", "hyperband", "none"], help="default median")
     p.add_argument("--sampler", choices=["tpe", "random"], help="default tpe")

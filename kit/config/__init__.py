@@ -16,7 +16,7 @@ Two values are shared by every step and live here once:
 from __future__ import annotations
 
 from kit.config._base import DEFAULT_BUDGET, SMOKE, TASKS, SmokeProfile, Task, _check, _Config
-from kit.config._data import ACTIVATIONS, NORMS, SCHEDULERS, DataConfig, TrainConfig
+from kit.config._data import ACTIVATIONS, MLP_FIELDS, NORMS, SCHEDULERS, DataConfig, TrainConfig
 from kit.config._steps import (
     EXPLAIN_METHODS,
     EXPLAIN_OUTPUTS,
@@ -30,6 +30,7 @@ from kit.config._steps import (
     TuneConfig,
 )
 
-__all__ = ["ACTIVATIONS", "DEFAULT_BUDGET", "EXPLAIN_METHODS", "EXPLAIN_OUTPUTS", "GATE_CHECKS", "NORMS", "PRUNERS",
-           "QUANTIZE_OBJECTIVES", "SAMPLERS", "SCHEDULERS", "SMOKE", "TASKS", "DataConfig", "ExplainConfig",
-           "GateConfig", "QuantizeConfig", "SmokeProfile", "Task", "TrainConfig", "TuneConfig", "_Config", "_check"]
+__all__ = ["ACTIVATIONS", "DEFAULT_BUDGET", "EXPLAIN_METHODS", "EXPLAIN_OUTPUTS", "GATE_CHECKS", "MLP_FIELDS",
+           "NORMS", "PRUNERS", "QUANTIZE_OBJECTIVES", "SAMPLERS", "SCHEDULERS", "SMOKE", "TASKS", "DataConfig",
+           "ExplainConfig", "GateConfig", "QuantizeConfig", "SmokeProfile", "Task", "TrainConfig", "TuneConfig",
+           "_Config", "_check"]

@@ -53,36 +53,56 @@ NORMS = ("none", "batch", "layer")
 SCHEDULERS = ("cosine", "onecycle", "constant")
 
 
+MLP_FIELDS = ("hidden", "dropout", "activation", "norm")
+"""TrainConfig fields that are network parameters when set (see :class:`TrainConfig`)."""
+
+
 @dataclass(frozen=True)
 class TrainConfig(_Config):
     """How to build and train the network.
 
+    The network is ``net`` called with its parameters: ``build(n_in, n_out, **params)`` (see
+    :mod:`kit.nets`). Its parameters are ``net_params`` plus the four shorthand fields ``hidden``,
+    ``dropout``, ``activation`` and ``norm`` when they are set: ``None`` (the default) leaves the
+    builder's own default, so the recipe lives in the builder, and a set field is passed to any
+    builder (one without such a parameter is refused, naming the field). A name may be given once,
+    as a field or in ``net_params``. ``TrainConfig(hidden=(64,))`` and
+    ``TrainConfig(net_params={"hidden": [64]})`` build the same MLP.
+
     Attributes:
-        net: Network builder name (see :func:`kit.nets.build`).
-        hidden: Hidden layer widths, e.g. ``(128, 64)``.
-        dropout: Dropout after each hidden layer.
-        activation: One of ``relu``, ``gelu``, ``silu``, ``tanh``.
-        norm: ``none``, ``batch`` or ``layer`` normalization after each hidden linear layer.
+        net: The builder: a built-in (``mlp``, ``resmlp``, ``ft_transformer``), a name given to
+            :func:`kit.nets.register`, or an import path ``"module:function"``.
+        net_params: The builder's parameters (JSON values), e.g. ``{"width": 64, "blocks": 2}``.
+        hidden: Hidden layer widths, e.g. ``(128, 64)`` (a parameter of ``mlp``).
+        dropout: Dropout probability (``mlp``, ``resmlp`` and most builders take it).
+        activation: One of ``relu``, ``gelu``, ``silu``, ``tanh`` (``mlp``, ``resmlp``).
+        norm: ``none``, ``batch`` or ``layer`` normalization (``mlp``, ``resmlp``).
         lr: Peak learning rate of AdamW.
-        weight_decay: AdamW weight decay.
+        weight_decay: AdamW (decoupled) weight decay of the weight matrices; biases and norms get none.
+        label_smoothing: Share of the target probability spread over the other classes in the
+            training loss (classifiers; 0 disables). Validation and test losses are not smoothed.
         batch_size: Rows per optimizer step.
         epochs: Maximum number of epochs.
         patience: Epochs without validation improvement before stopping early (0 disables).
         scheduler: ``cosine`` (warm-up then cosine decay), ``onecycle`` or ``constant``.
         warmup_epochs: Linear warm-up length for ``cosine``.
-        monitor: Validation metric that drives early stopping and best-weights restore;
-            ``auto`` uses log loss for classifiers and RMSE for regression.
+        monitor: Validation metric that drives early stopping and best-weights restore:
+            ``valid_loss`` (the training objective on the validation split), a task metric
+            (``log_loss``, ``accuracy``, ``f1``, ``roc_auc``; ``rmse``, ``mae``, ``r2``), or ``auto``:
+            ``valid_loss`` for classifiers, RMSE for regression.
         seed: Seed of weights init and batch order: same seed, same metrics.
         device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
     """
 
     net: str = "mlp"
-    hidden: tuple[int, ...] = (128, 64)
-    dropout: float = 0.1
-    activation: str = "relu"
-    norm: str = "none"
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
+    net_params: dict[str, Any] = field(default_factory=dict)
+    hidden: tuple[int, ...] | None = None
+    dropout: float | None = None
+    activation: str | None = None
+    norm: str | None = None
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    label_smoothing: float = 0.05
     batch_size: int = 64
     epochs: int = 200
     patience: int = 20
@@ -94,16 +114,31 @@ class TrainConfig(_Config):
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        _check(len(self.hidden) >= 1 and all(h > 0 for h in self.hidden),
-               f"hidden must be one or more positive widths, but got {self.hidden=}.", "hidden")
-        _check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), but got {self.dropout=}.", "dropout")
-        _check(self.activation in ACTIVATIONS,
+        _check(isinstance(self.net, str) and bool(self.net.strip()),
+               f"net must name a builder (a built-in, a registered name or 'module:function'), but got {self.net=}.",
+               "net")
+        _check(isinstance(self.net_params, dict) and all(isinstance(k, str) for k in self.net_params),
+               f"net_params must be a mapping of parameter name to value, but got {self.net_params=}.", "net_params")
+        object.__setattr__(self, "net_params", dict(self.net_params))
+        both = [n for n in MLP_FIELDS if getattr(self, n) is not None and n in self.net_params]
+        _check(not both, f"{both[0] if both else ''} is given twice, as a field and in net_params; give it once, but "
+               f"got net_params={self.net_params!r}.", both[0] if both else "net_params")
+        if self.hidden is not None:
+            _check(not isinstance(self.hidden, str | int), f"hidden must be a list of widths, but got {self.hidden=}.",
+                   "hidden")
+            object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+            _check(len(self.hidden) >= 1 and all(h > 0 for h in self.hidden),
+                   f"hidden must be one or more positive widths, but got {self.hidden=}.", "hidden")
+        _check(self.dropout is None or 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), but got "
+               f"{self.dropout=}.", "dropout")
+        _check(self.activation is None or self.activation in ACTIVATIONS,
                f"activation must be one of {ACTIVATIONS}, but got {self.activation=}.", "activation")
-        _check(self.norm in NORMS, f"norm must be one of {NORMS}, but got {self.norm=}.", "norm")
+        _check(self.norm is None or self.norm in NORMS, f"norm must be one of {NORMS}, but got {self.norm=}.", "norm")
         _check(self.lr > 0, f"lr must be positive, but got {self.lr=}.", "lr")
         _check(self.weight_decay >= 0, f"weight_decay must be >= 0, but got {self.weight_decay=}.",
                "weight_decay")
+        _check(0.0 <= self.label_smoothing < 1.0,
+               f"label_smoothing must be in [0, 1), but got {self.label_smoothing=}.", "label_smoothing")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, but got {self.batch_size=}.", "batch_size")
         _check(self.epochs >= 1, f"epochs must be >= 1, but got {self.epochs=}.", "epochs")
         _check(self.patience >= 0, f"patience must be >= 0, but got {self.patience=}.", "patience")
@@ -113,6 +148,11 @@ class TrainConfig(_Config):
                "warmup_epochs")
         _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                f"device must be auto, cpu or cuda, but got {self.device=}.", "device")
+
+    def net_kwargs(self) -> dict[str, Any]:
+        """The builder's parameters: ``net_params`` plus the shorthand fields that are set."""
+        fields = {n: list(v) if isinstance(v, tuple) else v for n in MLP_FIELDS if (v := getattr(self, n)) is not None}
+        return {**self.net_params, **fields}
 
     def smoke(self) -> TrainConfig:
         """At most :data:`SMOKE` epochs and patience."""

@@ -23,7 +23,9 @@ class TuneConfig(_Config):
         space: Parameter specs (see :mod:`kit.tune`); ``None`` for the default space.
         storage: ``None`` (SQLite file under ``run_dir``), an SQLAlchemy URL, ``journal:PATH``.
         study_name: Defaults to ``kit-<data>-<metric>``.
-        metric: Validation metric to optimize; ``None``: the training monitor (log loss / RMSE).
+        metric: Validation metric to optimize (trials early-stop on it too); ``None``: log loss
+            for classifiers, RMSE for regression (a plain metric, so trials with different label
+            smoothing compare fairly).
         pruner: ``median``, ``hyperband`` or ``none``.
         sampler: ``tpe`` or ``random``.
         n_workers: Processes sharing the storage (this one plus ``n_workers - 1`` spawned).
@@ -68,6 +70,9 @@ class TuneConfig(_Config):
                f"heartbeat must be a positive number of seconds, but got {self.heartbeat=}.", "heartbeat")
         _check(self.threads is None or self.threads >= 1, f"threads must be >= 1, but got {self.threads=}.",
                "threads")
+        _check(self.metric is None or self.metric in ("log_loss", "accuracy", "f1", "roc_auc", "rmse", "mae", "r2"),
+               f"metric must be a validation metric (log_loss, accuracy, f1, roc_auc, rmse, mae, r2), but got "
+               f"{self.metric=}.", "metric")
         _check(self.space is None or isinstance(self.space, dict),
                f"space must be a mapping of parameter to spec, but got {type(self.space).__name__}.", "space")
 
@@ -182,9 +187,12 @@ class QuantizeConfig(_Config):
         return self.replace(repeats=min(self.repeats, SMOKE.repeats), warmup=min(self.warmup, 10))
 
 
-GATE_CHECKS: tuple[str, ...] = ("metric", "runtime_drop", "latency_p99", "noise_robustness", "missing_robustness",
-                                "calibration", "slice_gap", "schema_contract", "explanation_stability")
+GATE_CHECKS: tuple[str, ...] = ("metric", "baseline", "runtime_drop", "latency_p99", "noise_robustness",
+                                "missing_robustness", "calibration", "slice_gap", "schema_contract",
+                                "explanation_stability")
 """Every check of the release gate, in report order."""
+
+BASELINE_ACTIONS = ("warn", "fail")
 
 
 @dataclass(frozen=True)
@@ -198,6 +206,11 @@ class GateConfig(_Config):
             ``None`` requires beating the trivial baseline on the same split.
         max_metric_drop: Largest acceptable metric loss of the chosen runtime vs fp32 torch;
             ``None`` uses the budget the bundle was quantized with, else :data:`DEFAULT_BUDGET`.
+        max_baseline_gap: How far the network's test metric may trail the best baseline (a linear
+            model or HistGradientBoosting on the same split, see :mod:`kit.baselines`); ``None``
+            uses the shared budget :data:`DEFAULT_BUDGET`.
+        baseline_action: What a larger gap does: ``warn`` (the check passes with a warning) or
+            ``fail`` (the gate fails).
         max_p99_ms: Largest acceptable p99 latency of one-record prediction, in milliseconds.
         latency_samples: Timed one-record predictions (after 20 warm-up calls).
         noise_scale: Noise standard deviation as a share of each numeric feature's training std.
@@ -222,6 +235,8 @@ class GateConfig(_Config):
     metric: str | None = None
     metric_floor: float | None = None
     max_metric_drop: float | None = None
+    max_baseline_gap: float | None = None
+    baseline_action: str = "warn"
     max_p99_ms: float = 50.0
     latency_samples: int = 300
     noise_scale: float = 0.05
@@ -247,10 +262,14 @@ class GateConfig(_Config):
         object.__setattr__(self, "skip", tuple(self.skip))
         _check(self.metric is None or self.metric in HIGHER_IS_BETTER,
                f"metric must be one of {tuple(HIGHER_IS_BETTER)}, but got {self.metric=}.", "metric")
-        for name in ("max_metric_drop", "max_p99_ms", "noise_scale", "max_noise_flip_rate", "max_missing_flip_rate",
-                     "max_ece", "max_slice_gap"):
+        _check(self.baseline_action in BASELINE_ACTIONS,
+               f"baseline_action must be one of {BASELINE_ACTIONS}, but got {self.baseline_action=}.",
+               "baseline_action")
+        for name in ("max_metric_drop", "max_baseline_gap", "max_p99_ms", "noise_scale", "max_noise_flip_rate",
+                     "max_missing_flip_rate", "max_ece", "max_slice_gap"):
             value = getattr(self, name)
-            _check((value is None and name == "max_metric_drop") or (value is not None and value >= 0),
+            optional = value is None and name in ("max_metric_drop", "max_baseline_gap")
+            _check(optional or (value is not None and value >= 0),
                    f"{name} must be >= 0, but got {name}={value!r}.", name)
         _positive_ints(self, ("latency_samples", "noise_repeats", "ece_bins", "min_slice_rows", "top_k",
                               "background_size", "explain_rows", "max_rows"))

@@ -196,14 +196,15 @@ class Context:
         return self.memo(("net", output, cls, dtype), make)
 
     def unsupported_layers(self) -> list[str]:
-        """Layer types of the network that shap's DeepLIFT has no rule for."""
+        """Layer types and functional operations of the network that shap's DeepLIFT has no rule for."""
         shap_module()
         from shap.explainers._deep import deep_pytorch
 
+        from kit.explain._rules import missing_rules
+
         _register_silu()
-        net = self.network("logit", 0, "float64")
-        kinds = {type(m).__name__ for m in net.modules() if not list(m.children())}
-        return sorted(k for k in kinds if k not in deep_pytorch.op_handler)
+        return list(self.memo(("missing_rules",), lambda: missing_rules(self.network("logit", 0, "float64"),
+                                                                          deep_pytorch.op_handler)))
 
 
 _CACHE: OrderedDict[int, tuple[weakref.ref[Any], Context]] = OrderedDict()
@@ -347,7 +348,7 @@ def deep(ctx: Context, req: Request) -> Result:
     """DeepExplainer of shap (DeepLIFT rescale rule) on the float64 torch network."""
     missing = ctx.unsupported_layers()
     if missing:
-        raise Unsupported(f"DeepExplainer has no rule for layer {', '.join(missing)}")
+        raise Unsupported(f"DeepExplainer has no rule for {', '.join(missing)}")
     return (*_torch_engine(ctx, req, "deep"), None)
 
 

@@ -75,6 +75,41 @@ def _baseline(ctx: Context) -> float:
     return km.classification(ctx.test.y, proba)[ctx.metric]
 
 
+def _check_baseline(ctx: Context) -> Check:
+    """The network against the best baseline a data scientist tries first, on the same test split."""
+    from kit.baselines import fit_baselines
+
+    limit = ctx.config.max_baseline_gap
+    source = "GateConfig.max_baseline_gap" if limit is not None else "the shared budget"
+    limit = DEFAULT_BUDGET if limit is None else limit
+    section = ctx.bundle.baselines
+    same_rows = (section is not None and ctx.bundle.lineage.get("data_hash") == ctx.dataset.data_hash
+                 and section.rows.get("test") == len(ctx.test) and ctx.metric in section.network.get("test", {}))
+    fitted = "recorded at training"
+    if not same_rows:
+        section = fit_baselines(ctx.train, {"test": ctx.test}, ctx.bundle.preprocessor, ctx.bundle.task,
+                                {}, seed=ctx.config.seed)
+        fitted = "fitted now on the train split"
+    assert section is not None
+    higher = km.HIGHER_IS_BETTER[ctx.metric]
+    scores = {n: float(m["test"][ctx.metric]) for n, m in section.models.items() if ctx.metric in m.get("test", {})}
+    if not scores:
+        return Check("baseline", True, None, limit, f"no baseline reports {ctx.metric}", skipped=True)
+    best = max(scores, key=lambda n: scores[n] if higher else -scores[n])
+    value = _score(ctx, ctx.bundle, ctx.test.X, ctx.y_raw)
+    gap = scores[best] - value if higher else value - scores[best]
+    ok = gap <= limit
+    warn = not ok and ctx.config.baseline_action == "warn"
+    shown = ", ".join(f"{n} {v:.4f}" for n, v in scores.items())
+    reason = (f"network {ctx.metric} {value:.4f} vs best baseline {best} {scores[best]:.4f} ({shown}; {fitted}): "
+              f"{'trails by' if gap > 0 else 'leads by'} {abs(gap):.4f}, {'within' if ok else 'beyond'} {limit} "
+              f"({source})")
+    if warn:
+        reason = f"warning: {reason}; baseline_action='warn' lets it pass"
+    return Check("baseline", ok or warn, gap, limit, reason, warning=warn,
+                 details={"network": value, "baselines": scores, "best": best, "action": ctx.config.baseline_action})
+
+
 def _check_runtime_drop(ctx: Context) -> Check:
     info = ctx.bundle.runtime_info
     name = f"{info.get('name')}/{info.get('variant', 'fp32')}"
@@ -82,9 +117,7 @@ def _check_runtime_drop(ctx: Context) -> Check:
     if info.get("name") == "torch" and info.get("variant", "fp32") == "fp32":
         return Check("runtime_drop", True, 0.0, limit,
                      "the runtime is fp32 torch, the reference itself: the drop is 0 by construction")
-    reference = ctx.bundle.copy()
-    reference.runtime_info = {"name": "torch", "variant": "fp32"}
-    fp32 = _score(ctx, reference, ctx.test.X, ctx.y_raw)
+    fp32, what = _reference_score(ctx)
     chosen = _score(ctx, ctx.bundle, ctx.test.X, ctx.y_raw)
     drop = fp32 - chosen if km.HIGHER_IS_BETTER[ctx.metric] else chosen - fp32
     quant = ctx.bundle.quantization
@@ -92,8 +125,27 @@ def _check_runtime_drop(ctx: Context) -> Check:
     note = f"; quantization recorded {recorded:.4f}" if recorded is not None else ""
     ok = drop <= limit
     return Check("runtime_drop", ok, drop, limit,
-                 f"{name} {ctx.metric} {chosen:.4f} vs fp32 torch {fp32:.4f}: drop {drop:.4f} "
+                 f"{name} {ctx.metric} {chosen:.4f} vs {what} {fp32:.4f}: drop {drop:.4f} "
                  f"{'<=' if ok else '>'} {limit} ({source}){note}", details={"fp32": fp32, "runtime": chosen})
+
+
+def _reference_score(ctx: Context) -> tuple[float, str]:
+    """The fp32 reference's metric: torch, or the stored fp32 ONNX graph where torch cannot run here."""
+    from kit.errors import BuilderError, DependencyError
+    from kit.quantize._export import ONNX_ARTIFACT, stored_graph
+    from kit.runtime import OnnxRuntime
+
+    reference = ctx.bundle.copy()
+    reference.runtime_info = {"name": "torch", "variant": "fp32"}
+    try:
+        return _score(ctx, reference, ctx.test.X, ctx.y_raw), "fp32 torch"
+    except (BuilderError, DependencyError) as exc:
+        stored = stored_graph(ctx.bundle)
+        if stored is None:
+            raise
+        reference.set_runtime(OnnxRuntime(reference, model=stored[0]))
+        return (_score(ctx, reference, ctx.test.X, ctx.y_raw),
+                f"the stored fp32 ONNX graph ({ONNX_ARTIFACT}; fp32 torch could not run: {exc.message})")
 
 
 def _budget(ctx: Context) -> tuple[float, str]:
@@ -308,7 +360,8 @@ def _check_explanations(ctx: Context) -> Check:
 
 
 RUNNERS: dict[str, Callable[[Context], Check]] = {
-    "metric": _check_metric, "runtime_drop": _check_runtime_drop, "latency_p99": _check_latency,
+    "metric": _check_metric, "baseline": _check_baseline, "runtime_drop": _check_runtime_drop,
+    "latency_p99": _check_latency,
     "noise_robustness": _check_noise, "missing_robustness": _check_missing, "calibration": _check_calibration,
     "slice_gap": _check_slices, "schema_contract": _check_schema, "explanation_stability": _check_explanations,
 }

@@ -23,6 +23,7 @@ from kit.sections import GateReport
 
 CHECK_FIELDS: dict[str, tuple[str, ...]] = {
     "metric": ("metric", "metric_floor"),
+    "baseline": ("metric", "max_baseline_gap", "baseline_action"),
     "runtime_drop": ("metric", "max_metric_drop"),
     "latency_p99": ("max_p99_ms", "latency_samples"),
     "noise_robustness": ("noise_scale", "noise_repeats", "max_noise_flip_rate", "max_rows"),

@@ -101,6 +101,9 @@ def save(bundle: ModelBundle, name: str, force: bool = False, *, reason: str | N
         "metrics": bundle.metrics, "configs": bundle.configs, "lineage": bundle.lineage,
         "quantization": quant.summary() if quant is not None else None, "runtime": runtime,
         "gate": _gate_summary(bundle),
+        "network": {"builder": bundle.net.builder, "target": bundle.net.target, "params": bundle.net.params,
+                    "source_sha256": bundle.net.source_sha256},
+        "baselines": _baselines_summary(bundle),
         "schema": bundle.schema, "primary_metric": bundle.primary_metric,
         "force": {"forced": forced, "by": _user(), "at": _now(), "reason": reason} if forced else None,
     })
@@ -145,6 +148,15 @@ def _gate_summary(bundle: ModelBundle) -> dict[str, Any] | None:
             "data": report.data, "checks": {c.name: c.status for c in report.checks},
             "runs": [{k: h.get(k) for k in ("run", "passed", "accepted", "note", "by", "created_at")}
                      for h in report.history], "statement": gate_line(bundle)}
+
+
+def _baselines_summary(bundle: ModelBundle) -> dict[str, Any] | None:
+    """The best baseline on the test split and how far the network is from it."""
+    section = bundle.baselines
+    best = section.best() if section is not None else None
+    if section is None or best is None:
+        return None
+    return {"metric": section.metric, "best": best[0], "best_value": best[1], "gap": section.gap()}
 
 
 def _user() -> str:

@@ -17,7 +17,10 @@ Typical use::
 
 Export uses ``torch.onnx.export`` (the dynamo exporter, the TorchScript one as a fallback)
 with a dynamic batch axis; a graph is accepted only when ONNX Runtime reproduces the torch
-outputs within :data:`EXPORT_RTOL` / :data:`EXPORT_ATOL` at batch sizes 1, 5 and 64.
+outputs within :data:`EXPORT_RTOL` / :data:`EXPORT_ATOL` at batch sizes 1, 5 and 64. Every saved
+bundle carries that fp32 export (``network.onnx``, :func:`ensure_export`); the variants are built
+from it (:func:`reference_graph`), so quantizing needs neither torch nor the network's builder,
+and where torch fp32 cannot run the stored graph is the accuracy reference.
 Latencies are of ``runtime.run`` on preprocessed rows (preprocessing is the same for every
 variant), in microseconds, after a warm-up, with ``threads`` intra-op threads.
 
@@ -30,11 +33,22 @@ from __future__ import annotations
 from kit.config import DEFAULT_BUDGET, QuantizeConfig
 from kit.quantize._batches import BATCH_SIZES, BatchLatency, latency_by_batch
 from kit.quantize._compare import QuantReport, compare
-from kit.quantize._export import EXPORT_ATOL, EXPORT_RTOL, ExportError, compact, export_onnx
+from kit.quantize._export import (
+    EXPORT_ATOL,
+    EXPORT_RTOL,
+    ONNX_ARTIFACT,
+    ExportError,
+    compact,
+    ensure_export,
+    export_onnx,
+    reference_graph,
+    stored_graph,
+)
 from kit.quantize._graph import MIN_CALIBRATION, quantize_graph
 from kit.quantize._select import Selection, attach, select
 from kit.quantize._variants import BASELINE, OBJECTIVES, VARIANTS, Variant, check_variants
 
 __all__ = ["BASELINE", "BATCH_SIZES", "DEFAULT_BUDGET", "EXPORT_ATOL", "EXPORT_RTOL", "MIN_CALIBRATION", "OBJECTIVES",
-           "VARIANTS", "BatchLatency", "ExportError", "QuantReport", "QuantizeConfig", "Selection", "Variant", "attach",
-           "check_variants", "compact", "compare", "export_onnx", "latency_by_batch", "quantize_graph", "select"]
+           "ONNX_ARTIFACT", "VARIANTS", "BatchLatency", "ExportError", "QuantReport", "QuantizeConfig", "Selection",
+           "Variant", "attach", "check_variants", "compact", "compare", "ensure_export", "export_onnx",
+           "latency_by_batch", "quantize_graph", "reference_graph", "select", "stored_graph"]

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from kit.config import QuantizeConfig
-from kit.errors import DataError, require
-from kit.quantize._export import ExportError, export_onnx
+from kit.errors import BuilderError, DataError, DependencyError, require
+from kit.quantize._export import ONNX_ARTIFACT, ExportError, reference_graph
 from kit.quantize._graph import _calibration_matrix, quantize_graph
 from kit.quantize._variants import BASELINE, VARIANTS, Variant, check_variants
 from kit.runtime import OnnxRuntime, Runtime, TorchRuntime
@@ -177,19 +177,21 @@ def compare(bundle: ModelBundle, X: Any = None, y: Any = None, config: QuantizeC
         y: Their raw labels or values (with ``X``).
         config: Variants, budget, objective, threads, repeats, warm-up (see
             :class:`~kit.config.QuantizeConfig`). ``torch-fp32`` is always measured as the reference;
-            by default every variant, static int8 only with calibration rows.
+            by default every variant, static int8 only with calibration rows. Where torch-fp32
+            cannot run (no torch, or the network's builder is missing or changed), its row says
+            why and the bundle's stored fp32 ONNX graph is the reference (``settings["reference"]``).
         calibration: Raw training rows for static int8 (at least :data:`MIN_CALIBRATION`).
         **fields: Shorthands for ``config`` fields, e.g. ``compare(bundle, variants=["ort-fp32"])``.
 
     Returns:
         The report; ONNX variants the network cannot produce carry status ``failed: <reason>``.
+        Every ONNX variant is built from the bundle's stored fp32 export (exported now if it has none).
         Timed runs are taken in 10 interleaved rounds so every variant sees the same machine.
 
     Raises:
         ConfigError: Unknown variant or bad settings.
         DataError: Static int8 with a missing or too small calibration set, or no rows.
     """
-    torch = require("torch", "train")
     from safetensors.numpy import save as st_save
 
     config = QuantizeConfig.resolve(config, fields)
@@ -210,36 +212,48 @@ def compare(bundle: ModelBundle, X: Any = None, y: Any = None, config: QuantizeC
         raise DataError("compare needs at least one evaluation row", field="X")
     batches = {1: np.ascontiguousarray(x[:1]), 64: np.ascontiguousarray(np.resize(x, (64, x.shape[1])))}
     fp32_size = len(st_save({k: np.ascontiguousarray(v) for k, v in bundle.weights.items()}))
-    saved_threads = torch.get_num_threads()
     settings: dict[str, Any] = {"threads": threads, "rows": len(x), "repeats": repeats, "warmup": warmup,
                                 "calibration_rows": None if calib is None else len(calib),
                                 "latency": "runtime.run on preprocessed rows, microseconds",
-                                "fp32_safetensors_bytes": fp32_size}
+                                "fp32_safetensors_bytes": fp32_size, "reference": BASELINE}
     artifacts: dict[str, bytes] = {}
     failure: str | None = None
     export: dict[str, Any] = {}
-    if any(VARIANTS[n].runtime == "onnxruntime" for n in names):
-        try:
-            fp32_graph, export = export_onnx(bundle)
-        except ExportError as exc:
-            failure, export = exc.message, {"error": exc.message}
+    fp32_graph = b""
+    try:
+        fp32_graph, export = reference_graph(bundle)
+    except (ExportError, BuilderError, DependencyError) as exc:
+        failure, export = exc.message, {"error": exc.message}
     probe = bundle.copy()
     rows: dict[str, dict[str, Any]] = {}
     runtimes: dict[str, Runtime] = {}
     sizes: dict[str, dict[str, float]] = {}
-    reference: Any = None
+    torch_threads = _torch_threads()
     try:
+        baseline, baseline_ms, why = _torch_baseline(bundle, threads)
+        reference: Any = None
+        if baseline is None:  # torch or the builder is missing here: the stored fp32 graph is the reference
+            if failure is not None:
+                raise DependencyError(f"nothing to compare against: torch-fp32 could not run ({why}) and the "
+                                      f"bundle has no fp32 ONNX export ({failure})", field="runtime")
+            probe.set_runtime(OnnxRuntime(bundle, model=fp32_graph, threads=threads))
+            reference = (probe.infer(X), probe.evaluate(X, y)[bundle.primary_metric])
+            rows[BASELINE] = {"runtime": "torch", "precision": "fp32", "status": f"failed: torch-fp32 could not run: "
+                              f"{why}; the reference is the stored fp32 ONNX graph"}
+            settings["reference"] = f"stored fp32 ONNX graph ({ONNX_ARTIFACT}); torch-fp32 could not run: {why}"
         for name in names:
             variant = VARIANTS[name]
+            if variant.runtime == "torch" and baseline is None:
+                continue
             if variant.runtime == "onnxruntime":
                 if failure is not None:
                     rows[name] = {"status": f"failed: {failure}"}
                     continue
                 artifacts[name] = quantize_graph(fp32_graph, name, calib)
             start = time.perf_counter()
-            runtime: Runtime = (TorchRuntime(bundle, threads=threads) if variant.runtime == "torch"
+            runtime: Runtime = (baseline if variant.runtime == "torch" and baseline is not None
                                 else OnnxRuntime(bundle, model=artifacts[name], threads=threads))
-            load_ms = (time.perf_counter() - start) * 1e3
+            load_ms = baseline_ms if runtime is baseline else (time.perf_counter() - start) * 1e3
             probe.set_runtime(runtime)
             pred = probe.infer(X)
             metric = probe.evaluate(X, y)[bundle.primary_metric]
@@ -257,11 +271,33 @@ def compare(bundle: ModelBundle, X: Any = None, y: Any = None, config: QuantizeC
                               p99_batch1_noise=n99_1, p50_batch64_noise=n50_64, p99_batch64_noise=n99_64,
                               batch_invariant=VARIANTS[name].batch_invariant)
     finally:
-        torch.set_num_threads(saved_threads)
+        _torch_threads(torch_threads)
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.index.name = "variant"
     return QuantReport(frame, bundle.primary_metric, bundle.task, artifacts, settings, export,
                        config.replace(variants=tuple(names)))
+
+
+def _torch_threads(restore: int | None = None) -> int | None:
+    """The intra-op thread count of torch (set it back with ``restore``); ``None`` without torch."""
+    try:
+        torch = require("torch", "train")
+    except DependencyError:
+        return None
+    if restore is not None:
+        torch.set_num_threads(restore)
+    threads: int = torch.get_num_threads()
+    return threads
+
+
+def _torch_baseline(bundle: ModelBundle, threads: int) -> tuple[Runtime | None, float, str]:
+    """The torch-fp32 runtime and its load time in ms, or ``None`` and why it cannot run here."""
+    start = time.perf_counter()
+    try:
+        runtime = TorchRuntime(bundle, threads=threads)
+    except (BuilderError, DependencyError) as exc:
+        return None, 0.0, exc.message
+    return runtime, (time.perf_counter() - start) * 1e3, ""
 
 
 def _accuracy_row(bundle: ModelBundle, variant: Variant, pred: Any, reference: tuple[Any, float],

@@ -12,7 +12,7 @@ import pandas as pd
 from kit.config import QuantizeConfig
 from kit.errors import ConfigError
 from kit.quantize._compare import QuantReport
-from kit.quantize._export import export_onnx
+from kit.quantize._export import reference_graph
 from kit.quantize._graph import _calibration_matrix, quantize_graph
 from kit.quantize._variants import BASELINE, OBJECTIVES, SIMPLEST, VARIANTS, check_variants
 from kit.sections import QuantizationSection
@@ -54,6 +54,8 @@ def select(report: QuantReport, budget: float | None = None, objective: str | No
     before fp16 before int8, batch-invariant before dynamic int8, ONNX Runtime before torch). So
     a choice does not flip between runs on a difference the machine cannot measure.
 
+    Where torch fp32 could not run (no torch, or the builder is missing here), fp32 ONNX takes its place.
+
     Args:
         report: From :func:`~kit.quantize.compare`.
         budget: Largest accepted drop of the primary metric versus torch fp32 (0.005 = 0.5 point);
@@ -72,8 +74,12 @@ def select(report: QuantReport, budget: float | None = None, objective: str | No
                           field="objective")
     frame = report.frame
     ok = frame[(frame["status"] == "ok") & (frame["metric_drop"] <= budget + 1e-12)]
-    if BASELINE not in ok.index and BASELINE in frame.index:
-        ok = pd.concat([ok, frame.loc[[BASELINE]]])
+    fallback = _fallback(frame)
+    if fallback is not None and fallback not in ok.index:
+        ok = pd.concat([ok, frame.loc[[fallback]]])
+    if ok.empty:
+        raise ConfigError("no variant can serve this bundle: " + "; ".join(
+            f"{name}: {row['status']}" for name, row in frame.iterrows()), field="variants")
     value = ok[objective].astype(float)
     noise = _noise(ok, objective)
     fastest = str(value.idxmin())
@@ -117,6 +123,14 @@ def _noise(frame: pd.DataFrame, objective: str) -> dict[str, float]:
     return {str(n): float(v) if v == v else 0.0 for n, v in frame[column].items()}
 
 
+def _fallback(frame: pd.DataFrame) -> str | None:
+    """What serves when no faster variant qualifies: torch fp32, or fp32 ONNX where torch cannot run."""
+    for name in (BASELINE, "ort-fp32"):
+        if name in frame.index and frame.loc[name, "status"] == "ok":
+            return name
+    return None
+
+
 def attach(bundle: ModelBundle, variant: str | Selection, *, report: QuantReport | None = None,
            calibration: Any = None, threads: int | None = None, inter_threads: int = 1) -> ModelBundle:
     """A copy of ``bundle`` that predicts with ``variant``.
@@ -152,7 +166,7 @@ def attach(bundle: ModelBundle, variant: str | Selection, *, report: QuantReport
     else:
         data = report.artifacts.get(name) if report is not None else None
         if data is None:
-            graph, _ = export_onnx(bundle)
+            graph, _ = reference_graph(bundle)
             if name == "ort-int8-static" and calibration is None:
                 calibration = bundle.reload_data().splits.train.X
             calib = _calibration_matrix(bundle, calibration) if name == "ort-int8-static" else None

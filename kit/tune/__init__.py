@@ -12,6 +12,9 @@ same study name resumes until the target is reached. The study stores its own re
 config, space, metric, pruner, sampler) as the user attribute ``kit``, so
 ``kit tune-worker --storage URL --study NAME`` can join from another machine.
 
+Search spaces name TrainConfig fields and, as ``net.<param>``, the network builder's parameters:
+``{"net.width": "int(16, 128, log)", "net.blocks": "int(1, 3)", "lr": "float(1e-4, 1e-2, log)"}``.
+
 Modules: ``_tune`` (tune, create_study, run_worker), ``_study`` (recipe, objective, worker loop),
 ``_space`` (search-space syntax), ``_storage`` (storage specs), ``_plots`` (figures, importances).
 
@@ -26,9 +29,10 @@ from __future__ import annotations
 
 from kit.config import PRUNERS, SAMPLERS, TuneConfig
 from kit.tune._plots import importances, plot_trials, plots, save_plots
-from kit.tune._space import DEFAULT_SPACE, Space
+from kit.tune._space import DEFAULT_SPACE, TRAINING_SPACE, Space, default_space
 from kit.tune._storage import redact, resolve
 from kit.tune._tune import TuneResult, create_study, run_worker, trial_counts, tune
 
-__all__ = ["DEFAULT_SPACE", "PRUNERS", "SAMPLERS", "Space", "TuneConfig", "TuneResult", "create_study", "importances",
-           "plot_trials", "plots", "redact", "resolve", "run_worker", "save_plots", "trial_counts", "tune"]
+__all__ = ["DEFAULT_SPACE", "PRUNERS", "SAMPLERS", "TRAINING_SPACE", "Space", "TuneConfig", "TuneResult",
+           "create_study", "default_space", "importances", "plot_trials", "plots", "redact", "resolve", "run_worker",
+           "save_plots", "trial_counts", "tune"]

@@ -1,7 +1,8 @@
 """Search spaces for :mod:`kit.tune`: a small declared syntax, validated before any trial runs.
 
-A space maps a parameter name to a spec. Names are :class:`~kit.config.TrainConfig` fields plus
-``depth`` and ``width`` (``hidden = (width,) * depth``). Specs::
+A space maps a parameter name to a spec. Names are :class:`~kit.config.TrainConfig` fields,
+``net.<param>`` for a parameter of the network's builder (``net.width``, ``net.blocks``), and
+``depth`` and ``width`` for builders that take ``hidden`` (``hidden = (width,) * depth``). Specs::
 
     "float(1e-4, 3e-2, log)"     a float, uniform or (with ``log``) log-uniform in [low, high]
     "int(16, 256, log)"          an integer in [low, high], optionally log-scaled
@@ -9,8 +10,10 @@ A space maps a parameter name to a spec. Names are :class:`~kit.config.TrainConf
     [32, 64, 128]                the same choice, as a list
     0.1                          a fixed value (not searched)
 
-Every bound and choice is checked against ``TrainConfig`` up front, so a bad spec fails with a
-:class:`~kit.errors.ConfigError` naming the parameter instead of a failed trial later.
+Every bound and choice is checked against ``TrainConfig`` and the builder's signature up front,
+and :meth:`Space.check_network` builds the network at every bound once the input width is known,
+so a bad spec fails with a :class:`~kit.errors.ConfigError` naming the parameter instead of a
+failed trial later.
 """
 
 from __future__ import annotations
@@ -20,24 +23,46 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from kit.config import TrainConfig
+from kit.config import MLP_FIELDS, TrainConfig
 from kit.errors import ConfigError, KitError
 
 if TYPE_CHECKING:
     import optuna
 
-DEFAULT_SPACE: dict[str, Any] = {
-    "depth": "int(1, 3)",
-    "width": "int(16, 256, log)",
-    "dropout": "float(0.0, 0.5)",
+TRAINING_SPACE: dict[str, Any] = {
     "lr": "float(1e-4, 3e-2, log)",
-    "weight_decay": "float(1e-6, 1e-2, log)",
+    "weight_decay": "float(1e-4, 1.0, log)",
     "batch_size": "choice(32, 64, 128, 256)",
+    "label_smoothing": "float(0.0, 0.2)",
 }
-"""The default MLP space: depth, width, dropout, log-uniform lr and weight decay, batch size."""
+"""What every network's default space searches: the optimizer and the loss."""
 
-NOT_SEARCHABLE = ("net", "hidden", "monitor", "seed", "device", "extra")
-"""Config fields a space may not set (the study fixes them, or ``depth``/``width`` cover them)."""
+DEFAULT_SPACE: dict[str, Any] = {"depth": "int(1, 3)", "width": "int(16, 256, log)", "dropout": "float(0.0, 0.5)",
+                                 **TRAINING_SPACE}
+"""The default space of ``mlp``: depth, width, dropout, log-uniform lr and weight decay, batch size, label smoothing."""
+
+NOT_SEARCHABLE = ("net", "net_params", "hidden", "monitor", "seed", "device", "extra")
+"""Config fields a space may not set (the study fixes them; ``depth``/``width`` and ``net.*`` cover the network)."""
+
+NET_PREFIX = "net."
+"""Space keys ``net.<param>`` search the builder's parameter ``<param>``."""
+
+
+def default_space(net: str = "mlp") -> dict[str, Any]:
+    """The default space for network ``net``: its builder's ``search_space`` plus :data:`TRAINING_SPACE`.
+
+    A builder declares its own part as a function attribute, e.g.
+    ``build.search_space = {"net.width": "int(32, 256, log)", "net.blocks": "int(1, 4)"}`` (the zoo
+    does); without one, ``dropout`` is searched when the builder takes it.
+    """
+    from kit.nets import resolve
+
+    builder = resolve(net)
+    own = getattr(builder.fn, "search_space", None)
+    if own is None:
+        own = {"dropout": "float(0.0, 0.5)"} if "dropout" in builder.parameters() else {}
+    return {**dict(own), **TRAINING_SPACE}
+
 
 _SPEC = re.compile(r"^\s*(float|int|choice)\s*\((.*)\)\s*$", re.IGNORECASE | re.DOTALL)
 
@@ -160,7 +185,8 @@ class Space:
     """A validated search space: parameters plus the rule that turns values into a TrainConfig.
 
     Args:
-        spec: Parameter name → spec (see the module docstring); ``None`` for :data:`DEFAULT_SPACE`.
+        spec: Parameter name → spec (see the module docstring); ``None`` for the default space
+            of the base config's network (:func:`default_space`; :data:`DEFAULT_SPACE` for ``mlp``).
         base: The config every trial starts from; used to check each bound and choice.
 
     Raises:
@@ -168,23 +194,27 @@ class Space:
     """
 
     def __init__(self, spec: Mapping[str, Any] | None = None, base: TrainConfig | None = None) -> None:
+        from kit import nets
+
         if spec is not None and not isinstance(spec, Mapping):
             raise ConfigError(f"a search space must be a mapping of name to spec, but got {type(spec).__name__}",
                               field="space")
-        spec = dict(DEFAULT_SPACE if spec is None else spec)
+        self.base = base or TrainConfig()
+        spec = dict(default_space(self.base.net) if spec is None else spec)
         if not spec:
             raise ConfigError("the search space is empty; declare at least one parameter", field="space")
-        self.base = base or TrainConfig()
-        known = {f.name for f in fields(TrainConfig)} - set(NOT_SEARCHABLE)
+        self.builder = nets.resolve(self.base.net)
+        known = ({f.name for f in fields(TrainConfig)} - set(NOT_SEARCHABLE)) | {"depth", "width"}
         self.params: dict[str, Param] = {}
         for name, value in spec.items():
-            if name not in known | {"depth", "width"}:
-                raise ConfigError(f"search space parameter {name!r} is not tunable; use one of "
-                                  f"{', '.join(sorted(known | {'depth', 'width'}))}", field=name)
+            if name not in known and not name.startswith(NET_PREFIX):
+                raise ConfigError(f"search space parameter {name!r} is not tunable; use net.<parameter> for the "
+                                  f"network's parameters or one of {', '.join(sorted(known))}", field=name)
             param = parse_param(name, value)
             for probe in param.probes():
                 try:
-                    self.to_config({name: probe})
+                    config = self.to_config({name: probe})
+                    nets.check_params(self.builder, config.net_kwargs())
                 except KitError as exc:
                     raise ConfigError(f"search space parameter {name!r}: value {probe!r} is invalid: "
                                       f"{exc.message}", field=name) from None
@@ -198,18 +228,54 @@ class Space:
         return {name: param.suggest(trial) for name, param in self.params.items()}
 
     def to_config(self, values: Mapping[str, Any]) -> TrainConfig:
-        """The base config with ``values`` applied (``depth``/``width`` become ``hidden``)."""
+        """The base config with ``values`` applied.
+
+        ``depth``/``width`` become ``hidden``; ``net.<param>`` sets the builder parameter ``<param>``
+        (the field of that name for ``hidden``, ``dropout``, ``activation`` and ``norm``, else
+        ``net_params``), so ``dropout`` and ``net.dropout`` mean the same.
+        """
         values = dict(values)
         depth, width = values.pop("depth", None), values.pop("width", None)
         if depth is not None or width is not None:
-            depth = len(self.base.hidden) if depth is None else depth
-            width = self.base.hidden[0] if width is None else width
+            default = list(self.base.hidden or self.base.net_params.get("hidden")
+                           or self.builder.defaults().get("hidden") or (128, 64))
+            depth = len(default) if depth is None else depth
+            width = default[0] if width is None else width
             if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
                 raise ConfigError(f"depth must be a positive integer, but got {depth=}", field="depth")
             if not isinstance(width, int) or isinstance(width, bool) or width < 1:
                 raise ConfigError(f"width must be a positive integer, but got {width=}", field="width")
             values["hidden"] = (width,) * depth
-        return self.base.replace(**values)
+        net_params = dict(self.base.net_params)
+        for name in [n for n in values if n.startswith(NET_PREFIX)]:
+            param = name[len(NET_PREFIX):]
+            if param in MLP_FIELDS:
+                values[param] = values.pop(name)
+            else:
+                net_params[param] = values.pop(name)
+        for field_name in MLP_FIELDS:  # a field set here wins over the same name in the base's net_params
+            if field_name in values:
+                net_params.pop(field_name, None)
+        return self.base.replace(**values, net_params=net_params)
+
+    def check_network(self, n_in: int, n_out: int) -> None:
+        """Build the network at every bound and choice of the ``net.*``, ``depth`` and ``width`` parameters.
+
+        Raises:
+            ConfigError: Naming the parameter and the value the builder refused.
+        """
+        from kit import nets
+
+        for name, param in self.params.items():
+            if not (name.startswith(NET_PREFIX) or name in ("depth", "width", *MLP_FIELDS)):
+                continue
+            for probe in param.probes():
+                config = self.to_config({name: probe})
+                try:
+                    nets.call(self.builder, n_in, n_out, config.net_kwargs())
+                except KitError as exc:
+                    raise ConfigError(f"search space parameter {name!r}: network {self.builder.ref!r} refuses "
+                                      f"value {probe!r}: {exc.message}", field=name) from None
 
     def to_dict(self) -> dict[str, Any]:
         """The declared spec, JSON-able (stored in the study so workers rebuild the same space)."""

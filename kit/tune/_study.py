@@ -196,7 +196,7 @@ class _Objective:
         config = self.setup.config_for(self.setup.space.suggest(trial))
         pruning = _Pruning(trial)
         result = train(self.setup.dataset, config, data_config=self.setup.data_config,
-                       splits=self.setup.splits, callbacks=[pruning])
+                       splits=self.setup.splits, callbacks=[pruning], baselines=False)
         trial.set_user_attr("best_epoch", result.best_epoch)
         trial.set_user_attr("epochs_run", len(result.history))
         return pruning.best

@@ -48,14 +48,37 @@ def _prepare(data: DataLike, config: TuneConfig, train: TrainConfig | None) -> t
     spec = resolve(config.storage, config.run_dir)
     dataset, data_config = resolve_data(data)
     metric = _monitor(base, dataset.task)
+    if metric == "valid_loss":  # trials with other label smoothing have other losses: compare plain metrics
+        metric = "log_loss" if dataset.task != "regression" else "rmse"
+        base = base.replace(monitor=metric)
+        the_space = Space(config.space, base)
     study_name = config.study_name or f"kit-{dataset.name}-{metric}"
     settings = {"metric": metric, "direction": "maximize" if km.HIGHER_IS_BETTER[metric] else "minimize",
                 "space": the_space.to_dict(), "train": base.to_dict(), "data": data_config.to_dict(),
                 "data_hash": dataset.data_hash, "pruner": config.pruner, "sampler": config.sampler,
                 "seed": config.seed, "n_trials": config.n_trials}
-    study, settings = open_study(spec, study_name, config.heartbeat, settings)
     splits = dataset.split(data_config.valid_size, data_config.test_size, data_config.seed)
+    _check_network(the_space, base, dataset, splits, data_config, config.n_workers)
+    study, settings = open_study(spec, study_name, config.heartbeat, settings)
     return study, Setup(dataset, data_config, splits, the_space, settings), spec
+
+
+def _check_network(space: Space, base: TrainConfig, dataset: Dataset, splits: Any, data_config: Any,
+                   n_workers: int) -> None:
+    """Build the base network and every ``net.*`` bound on this data's shapes, before any trial runs."""
+    from kit import nets
+    from kit.preprocess import Preprocessor
+
+    if space.builder.registered and not space.builder.builtin and n_workers > 1:
+        raise ConfigError(f"network {base.net!r} is registered in this process only, so spawned workers cannot "
+                          "build it; give TrainConfig.net as an import path 'module:function' for n_workers > 1",
+                          field="net")
+    n_in = Preprocessor(data_config.unknown_category).fit(splits.train.X).n_features_out
+    n_out = 1 if dataset.task == "regression" else len(dataset.label_names or [])
+    params, origin = nets.config_params(base)
+    nets.check_params(space.builder, params, origin)
+    nets.call(space.builder, n_in, n_out, params, origin)
+    space.check_network(n_in, n_out)
 
 
 @dataclass
@@ -266,7 +289,7 @@ def _result(study: optuna.Study, setup: Setup, spec: str, config: TuneConfig) ->
                         best.number, setup.settings["metric"], setup.settings["direction"], redact(spec))
     if config.retrain:
         bundle = train(setup.dataset, result.best_config, data_config=setup.data_config,
-                       splits=setup.splits).bundle
+                       splits=setup.splits).bundle  # with the baselines on the same split
         bundle.lineage.update({"study_name": study.study_name, "study_storage": result.storage,
                                "trial_number": best.number, "best_params": result.best_params})
         bundle.configs["tune"] = config.replace(storage=result.storage).to_dict()

@@ -1,9 +1,10 @@
 """Gate panel: run the release checks on the current model, see each check, keep every run.
 
 The panel calls :func:`kit.gate.gate` with ``session.gate_config`` as edited here (the main
-thresholds and the slice column). Every run is recorded in the model (``bundle.gate.history``);
-the verdict Package relies on follows the rule of :mod:`kit.gate._history`: a pass replaces a
-failure only with the same settings for the failed checks, or as an override with a reason.
+thresholds, the baseline check's gap and action, and the slice column). Every run is recorded in
+the model (``bundle.gate.history``); the verdict Package relies on follows the rule of
+:mod:`kit.gate._history`: a pass replaces a failure only with the same settings for the failed
+checks, or as an override with a reason.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from kit.config import GATE_CHECKS, GateConfig
+from kit.config._steps import BASELINE_ACTIONS
 from kit.errors import ConfigError
 from kit.ui._base import LAYOUT, STYLE, Panel, table_html
 
@@ -42,7 +44,7 @@ class GatePanel(Panel):
     action = "Run the gate"
 
     def controls(self) -> list[Any]:
-        """Main thresholds, the slice column, checks to skip and an override reason."""
+        """Main thresholds, the baseline check, the slice column, checks to skip and an override reason."""
         cfg = self.session.gate_config
 
         def limit(description: str, value: float) -> Any:
@@ -55,6 +57,11 @@ class GatePanel(Panel):
         self.max_drop = widgets.Text(value="" if cfg.max_metric_drop is None else repr(cfg.max_metric_drop),
                                      placeholder="empty: the quantization budget", description="max runtime drop",
                                      style=STYLE, layout=LAYOUT)
+        self.max_baseline_gap = widgets.Text(
+            value="" if cfg.max_baseline_gap is None else repr(cfg.max_baseline_gap),
+            placeholder="empty: the shared budget", description="max baseline gap", style=STYLE, layout=LAYOUT)
+        self.baseline_action = widgets.Dropdown(options=list(BASELINE_ACTIONS), value=cfg.baseline_action,
+                                                description="baseline gap does", style=STYLE, layout=LAYOUT)
         self.max_p99_ms = limit("max p99 ms", cfg.max_p99_ms)
         self.max_flip = limit("max noise flips", cfg.max_noise_flip_rate)
         self.max_missing = limit("max missing flips", cfg.max_missing_flip_rate)
@@ -68,7 +75,8 @@ class GatePanel(Panel):
                                    description="override reason", style=STYLE, layout=LAYOUT)
         self.history = widgets.HTML()
         self._slices()
-        left = [self.metric_floor, self.max_drop, self.max_p99_ms, self.max_flip, self.max_missing]
+        left = [self.metric_floor, self.max_drop, self.max_baseline_gap, self.baseline_action, self.max_p99_ms,
+                self.max_flip, self.max_missing]
         right = [self.max_ece, self.slice_column, self.max_slice_gap, self.skip, self.reason]
         return [widgets.HBox([widgets.VBox(left), widgets.VBox(right)])]
 
@@ -97,6 +105,8 @@ class GatePanel(Panel):
         return self.session.gate_config.replace(
             metric_floor=_optional_float(self.metric_floor.value, "metric_floor"),
             max_metric_drop=_optional_float(self.max_drop.value, "max_metric_drop"),
+            max_baseline_gap=_optional_float(self.max_baseline_gap.value, "max_baseline_gap"),
+            baseline_action=str(self.baseline_action.value),
             max_p99_ms=float(self.max_p99_ms.value), max_noise_flip_rate=float(self.max_flip.value),
             max_missing_flip_rate=float(self.max_missing.value), max_ece=float(self.max_ece.value),
             slice_column=column, max_slice_gap=float(self.max_slice_gap.value), skip=tuple(self.skip.value))

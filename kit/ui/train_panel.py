@@ -1,44 +1,40 @@
-"""Train panel: every TrainConfig field, Train / Stop, a progress bar and a live loss and metric plot.
+"""Train panel: the network picker, every TrainConfig field, Train / Stop, a progress bar and live curves.
 
-The controls hold ``session.train_config`` exactly (text boxes, no slider that rounds a value), so
-after Tune's "Use best parameters" they show the tuned config digit for digit, and the panel prints
-the ``kit train`` command that trains the same. What the table and plot show is always one run:
-the current model's (its config, history and stop reason come from the bundle itself), or the run
-in progress.
+The network picker (:mod:`kit.ui.net_picker`) lists the zoo and registered builders and shows the
+chosen builder's parameters as fields; the other controls hold ``session.train_config`` exactly
+(text boxes, no slider that rounds a value), so after Tune's "Use best parameters" the panel
+shows the tuned config digit for digit, ``net.*`` parameters included, and prints the
+``kit train`` command that trains the same (:mod:`kit.ui.train_view`). What the table and plot
+show is always one run: the current model's (its config, history and stop reason come from the
+bundle itself), or the run in progress; the network stands next to the baselines fitted on the
+same split.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
-import shlex
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from kit.config import TrainConfig
-from kit.config._data import ACTIVATIONS, NORMS, SCHEDULERS
+from kit.config import MLP_FIELDS, TrainConfig
+from kit.config._data import SCHEDULERS
 from kit.errors import ConfigError
 from kit.train import Callback, EpochState
-from kit.ui._base import LAYOUT, STYLE, Panel, metrics_html, table_html
+from kit.ui._base import LAYOUT, STYLE, Panel
+from kit.ui.net_picker import NetPicker
+from kit.ui.train_view import cli_command, run_html
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from kit.bundle import ModelBundle
     from kit.train import TrainResult
 
-STOPPED = {"completed": "ran every epoch", "early_stopping": "stopped early (no validation improvement)",
-           "callback": "stopped by you (Stop button)"}
-"""How a run ended, in words (``TrainResult.stopped`` values)."""
-
-CLI_FLAGS = {"epochs": "--epochs", "patience": "--patience", "lr": "--lr", "weight_decay": "--weight-decay",
-             "dropout": "--dropout", "batch_size": "--batch-size", "hidden": "--hidden", "activation": "--activation",
-             "norm": "--norm", "scheduler": "--scheduler", "warmup_epochs": "--warmup-epochs",
-             "monitor": "--monitor", "seed": "--seed", "device": "--device"}
-"""TrainConfig field -> ``kit train`` option."""
+NET_FIELDS = ("net", "net_params", *MLP_FIELDS)
+"""TrainConfig fields the network picker holds (the builder and its parameters)."""
 
 
 class _LiveCallback(Callback):
@@ -72,31 +68,6 @@ class _LiveCallback(Callback):
         return self.cancel.is_set()
 
 
-def cli_command(config: TrainConfig, data: Any = None) -> str:
-    """The ``kit train`` command line that trains exactly ``config`` (on ``data``, a DataConfig).
-
-    Only fields that differ from TrainConfig's defaults are written; floats use ``repr`` so they
-    round-trip exactly.
-    """
-    default = TrainConfig()
-    parts = ["kit", "train"]
-    if data is not None:
-        base = type(data)()
-        for name, flag in (("source", "--data"), ("target", "--target"), ("task", "--task"),
-                           ("valid_size", "--valid-size"), ("test_size", "--test-size"), ("seed", "--split-seed"),
-                           ("unknown_category", "--unknown-category")):
-            value = getattr(data, name)
-            if value is not None and (name == "source" or value != getattr(base, name)):
-                parts += [flag, str(value)]
-    for name, flag in CLI_FLAGS.items():
-        value = getattr(config, name)
-        if value != getattr(default, name):
-            parts += [flag, ",".join(map(str, value)) if name == "hidden" else repr(value) if isinstance(
-                value, float) else str(value)]
-    parts += ["--out", "runs/train"]
-    return shlex.join(parts)
-
-
 class TrainPanel(Panel):
     """Train a network on the session's data with live curves; Stop keeps the best weights so far."""
 
@@ -111,7 +82,7 @@ class TrainPanel(Panel):
         self.widget.children = (*self.widget.children[:-2], self.command, *self.widget.children[-2:])
 
     def controls(self) -> list[Any]:
-        """One control per TrainConfig field that a user sets, initialised from ``session.train_config``."""
+        """The network picker and one control per other TrainConfig field a user sets, from ``session.train_config``."""
         def number(cls: Any, description: str, **kw: Any) -> Any:
             return cls(description=description, style=STYLE, layout=LAYOUT, **kw)
 
@@ -119,11 +90,10 @@ class TrainPanel(Panel):
         self.patience = number(widgets.BoundedIntText, "patience (0 = off)", min=0, max=1_000_000)
         self.lr = number(widgets.BoundedFloatText, "learning rate", min=1e-12, max=10.0)
         self.weight_decay = number(widgets.BoundedFloatText, "weight decay", min=0.0, max=10.0)
-        self.hidden = widgets.Text(description="hidden widths", placeholder="128,64", style=STYLE, layout=LAYOUT)
-        self.dropout = number(widgets.BoundedFloatText, "dropout", min=0.0, max=0.999)
+        self.label_smoothing = number(widgets.BoundedFloatText, "label smoothing", min=0.0, max=0.999)
         self.batch_size = number(widgets.BoundedIntText, "batch size", min=1, max=1_000_000)
-        self.activation = widgets.Dropdown(options=ACTIVATIONS, description="activation", style=STYLE, layout=LAYOUT)
-        self.norm = widgets.Dropdown(options=NORMS, description="normalization", style=STYLE, layout=LAYOUT)
+        # The network and its parameters (hidden, dropout, activation, norm, net_params).
+        self.net = NetPicker(self.session.train_config)
         self.scheduler = widgets.Dropdown(options=SCHEDULERS, description="lr schedule", style=STYLE, layout=LAYOUT)
         self.warmup_epochs = number(widgets.BoundedIntText, "warm-up epochs", min=0, max=1_000_000)
         self.monitor = widgets.Dropdown(options=["auto"], description="early-stop metric", style=STYLE, layout=LAYOUT)
@@ -137,16 +107,16 @@ class TrainPanel(Panel):
         self.sync_controls()
         for control in self.fields().values():
             control.observe(lambda _c: self._show_command(), names="value")
+        self.net.on_change(self._show_command)
         left = [self.epochs, self.patience, self.lr, self.weight_decay, self.scheduler, self.warmup_epochs,
                 self.monitor]
-        right = [self.hidden, self.dropout, self.activation, self.norm, self.batch_size, self.seed, self.device]
-        return [widgets.HBox([widgets.VBox(left), widgets.VBox(right)]), self.fixed, self.progress]
+        right = [self.label_smoothing, self.batch_size, self.seed, self.device]
+        return [widgets.HBox([widgets.VBox(left), widgets.VBox(right)]), self.net.box, self.fixed, self.progress]
 
     def fields(self) -> dict[str, Any]:
-        """TrainConfig field -> its control."""
+        """TrainConfig field -> its control (the network's fields, :data:`NET_FIELDS`, are the picker's)."""
         return {"epochs": self.epochs, "patience": self.patience, "lr": self.lr, "weight_decay": self.weight_decay,
-                "hidden": self.hidden, "dropout": self.dropout, "batch_size": self.batch_size,
-                "activation": self.activation, "norm": self.norm, "scheduler": self.scheduler,
+                "label_smoothing": self.label_smoothing, "batch_size": self.batch_size, "scheduler": self.scheduler,
                 "warmup_epochs": self.warmup_epochs, "monitor": self.monitor, "seed": self.seed,
                 "device": self.device}
 
@@ -155,31 +125,28 @@ class TrainPanel(Panel):
         from kit.metrics import HIGHER_IS_BETTER
 
         cfg = self.session.train_config
-        self.monitor.options = list(dict.fromkeys(["auto", *HIGHER_IS_BETTER, cfg.monitor]))
+        self.monitor.options = list(dict.fromkeys(["auto", "valid_loss", *HIGHER_IS_BETTER, cfg.monitor]))
         if cfg.device not in self.device.options:
             self.device.options = [*self.device.options, cfg.device]
         for name, control in self.fields().items():
-            value = getattr(cfg, name)
-            control.value = ",".join(str(h) for h in value) if name == "hidden" else value
-        others = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in self.fields()}
-        self.fixed.value = ("<small>also in this config (set in code or by the network picker): "
-                            + ", ".join(f"<code>{k}={html.escape(repr(v))}</code>" for k, v in others.items())
-                            + "</small>")
+            control.value = getattr(cfg, name)
+        self.net.show(cfg)
+        others = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+                  if f.name not in self.fields() and f.name not in NET_FIELDS}
+        set_in_code = {k: v for k, v in others.items() if v}  # e.g. extra={...}; nothing to say when empty
+        self.fixed.value = ("<small>also in this config (set in code): "
+                            + ", ".join(f"<code>{k}={html.escape(repr(v))}</code>" for k, v in set_in_code.items())
+                            + "</small>") if set_in_code else ""
         self._show_command()
 
     def config(self) -> TrainConfig:
         """The TrainConfig the controls describe (validated); fields without a control keep the session's.
 
         Raises:
-            ConfigError: On a malformed hidden-widths text or an invalid value.
+            ConfigError: On an unknown network, a malformed parameter field or an invalid value.
         """
-        try:
-            hidden = tuple(int(h) for h in self.hidden.value.replace(" ", "").split(",") if h)
-        except ValueError:
-            raise ConfigError(f"hidden widths must be integers separated by commas, but got "
-                              f"{self.hidden.value!r}", field="hidden") from None
         values = {name: control.value for name, control in self.fields().items()}
-        return self.session.train_config.replace(**{**values, "hidden": hidden})
+        return self.net.apply(self.session.train_config).replace(**values)
 
     def _show_command(self) -> None:
         try:
@@ -203,9 +170,11 @@ class TrainPanel(Panel):
         finally:
             self.training = False
         self.session.set_result(result)
+        baselines = result.baselines
         self.session.record("train", {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                                       "stopped": result.stopped, "config": config.to_dict(),
-                                      "metrics": result.bundle.metrics})
+                                      "metrics": result.bundle.metrics, "network": result.bundle.net.describe(),
+                                      "baselines": baselines.to_dict() if baselines is not None else None})
         return result
 
     def depends_on(self) -> tuple[str, ...]:
@@ -261,27 +230,3 @@ class TrainPanel(Panel):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         fig.suptitle("current run" if self.training else "the current model's training run", fontsize=9)
         return True
-
-
-def run_html(bundle: ModelBundle, controls: TrainConfig | None) -> str:
-    """Where the current model comes from, how its run ended, its config (and how the controls differ)."""
-    lineage, trained = bundle.lineage, bundle.configs.get("train", {})
-    origin = "trained in the Train step"
-    if lineage.get("trial_number") is not None:
-        origin = (f"retrained from trial {lineage['trial_number']} of study "
-                  f"<code>{html.escape(str(lineage.get('study_name')))}</code> (Tune → Use best parameters)")
-    stopped = STOPPED.get(str(lineage.get("stopped")), str(lineage.get("stopped", "")))
-    metric = bundle.primary_metric
-    value = bundle.metrics.get("test", {}).get(metric)
-    head = (f"<p>current model: {origin}; best epoch {lineage.get('best_epoch')} of {lineage.get('epochs_run')} "
-            f"run, {stopped}; <b>{metric}</b> = {value:.4f} (test)</p>" if value is not None else "")
-    rows = [{"setting": k, "value": ",".join(map(str, v)) if isinstance(v, list) else v} for k, v in trained.items()
-            if k != "extra" or v]
-    diff = ""
-    if controls is not None and trained:
-        changed = [k for k, v in controls.to_dict().items() if trained.get(k) != v]
-        if changed:
-            diff = ("<p style='color:#8a6d00'>the controls differ from this model's config in "
-                    + ", ".join(f"<code>{k}</code>" for k in changed) + ": press Train to train them</p>")
-    return (head + diff + "<div style='display:flex;gap:24px'><div>" + metrics_html(bundle.metrics)
-            + "</div><div style='max-height:260px;overflow:auto'>" + table_html(rows, 40) + "</div></div>")
