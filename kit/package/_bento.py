@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -40,6 +41,9 @@ def build(tag: str | None = None, *, version: str | None = None, service_dir: st
         bentofile = yaml.safe_load((src / "bentofile.yaml").read_text())
         bentofile["include"] = [*bentofile.get("include", []), *network_code(full, ctx)]
         (ctx / "bentofile.yaml").write_text(yaml.safe_dump(bentofile, sort_keys=False))
+        # BentoML imports service.py by module name; a module of that name left by an earlier build in this
+        # process (another model, a deleted build folder) would be reused and bake in the wrong model.
+        sys.modules.pop("service", None)
         bento = bentoml.bentos.build_bentofile(str(ctx / "bentofile.yaml"), build_ctx=str(ctx), version=version,
                                                args={"model_tag": full})
     return str(bento.tag)

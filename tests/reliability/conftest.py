@@ -70,7 +70,9 @@ def served_bundle(mixed_result: TrainResult) -> ModelBundle:
     bundle = explain.attach(bundle, explain.explain(bundle, train_x.head(20), background=train_x,
                                                     background_size=30))
     # three features, one of them ('color') decisive: one missing value legitimately flips ~20%
-    config = GateConfig(skip=("explanation_stability",), max_missing_flip_rate=0.3)
+    # and on its 60 test rows in 10 bins the ECE's sampling noise alone is several points: the default
+    # recipe's label smoothing leaves it about 0.11, so the calibration limit is 0.15 here
+    config = GateConfig(skip=("explanation_stability",), max_missing_flip_rate=0.3, max_ece=0.15)
     report = check(bundle, config=config)
     assert report.passed, str(report)
     return bundle.with_section(report)
