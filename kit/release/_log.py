@@ -1,15 +1,20 @@
 """The prediction log: every prediction (id, time, version, route, inputs, output) written in the background.
 
-A request only appends one tuple to an in-memory queue (no encoding, no I/O); a writer thread
-drains the queue every :attr:`PredictionLog.flush_s` seconds, encodes the rows as JSON and
-inserts them in one transaction per batch. A full queue drops the request's rows and counts
-them, a failing database drops the batch and counts it: neither ever delays or fails the answer.
-Retention is bounded by age (``KIT_LOG_RETENTION_DAYS``) and by row count (``KIT_LOG_MAX_ROWS``),
-enforced by the writer every :attr:`PredictionLog.prune_s` seconds.
+A request appends one tuple to an in-memory queue: its rows and outputs already encoded as JSON
+(orjson, a microsecond a row) and its predictions as text, so the queue holds no dict or list the
+garbage collector must walk (a queue of live request objects, promoted to the oldest generation
+while they wait, made full collections of the worker's heap run every few seconds and cost more
+than the log itself; bench/serve_layers.py prices the release layer). A writer thread drains the
+queue every :attr:`PredictionLog.flush_s` seconds and inserts the rows in one transaction per
+batch. A full queue drops the request's rows and counts them, a failing database drops the batch
+and counts it: neither ever delays or fails the answer. Retention is bounded by age
+(``KIT_LOG_RETENTION_DAYS``) and by row count (``KIT_LOG_MAX_ROWS``), enforced by the writer every
+:attr:`PredictionLog.prune_s` seconds.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -40,38 +45,37 @@ COLUMNS = ("prediction_id", "route", "at", "name", "tag", "inputs", "output", "p
 
 
 def _insert(conn: Any, rows: list[tuple[Any, ...]]) -> None:
-    """Insert rows in one statement per batch.
+    """Insert rows (in :data:`COLUMNS` order) in one statement per batch.
 
     SQLite goes through the driver's ``executemany`` (its C loop); others through SQLAlchemy's batched
     multi-row ``INSERT`` (one round trip per batch on PostgreSQL).
     """
     if conn.dialect.name == "sqlite":
-        marks = ", ".join("?" * len(COLUMNS))
-        conn.exec_driver_sql(f"INSERT INTO kit_predictions ({', '.join(COLUMNS)}) VALUES ({marks})", rows)
+        conn.exec_driver_sql(_SQLITE_INSERT, rows)
         return
     sa = require("sqlalchemy", "serve")
     conn.execute(sa.insert(tables().predictions), [dict(zip(COLUMNS, row, strict=True)) for row in rows])
 
 
-def _dumps(value: Any) -> str:
-    """JSON text of a row or an output: orjson when installed (several times faster), else the stdlib."""
-    return _ENCODE(value)
+_SQLITE_INSERT = f"INSERT INTO kit_predictions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
 def _encoder() -> Callable[[Any], str]:
+    """JSON text of a row or an output: orjson when installed (several times faster), else the stdlib."""
     try:
         import orjson
     except ImportError:
         return lambda value: json.dumps(value, default=json_default)
-    options = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+    dumps = functools.partial(orjson.dumps, default=json_default,
+                              option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
 
     def encode(value: Any) -> str:
-        return orjson.dumps(value, default=json_default, option=options).decode()
+        return dumps(value).decode()
 
     return encode
 
 
-_ENCODE = _encoder()
+_dumps = _encoder()
 
 
 class Ids:
@@ -81,12 +85,12 @@ class Ids:
         self.prefix = os.urandom(8).hex()
         self._count = itertools.count(1)
 
-    def take(self, n: int) -> list[str]:
+    def take(self, n: int) -> tuple[str, ...]:
         """``n`` fresh ids."""
         p, count = self.prefix, self._count
         if n == 1:
-            return [f"{p}{next(count):010x}"]
-        return [f"{p}{next(count):010x}" for _ in range(n)]
+            return (f"{p}{next(count):010x}",)
+        return tuple([f"{p}{next(count):010x}" for _ in range(n)])
 
 
 class PredictionLog:
@@ -118,7 +122,7 @@ class PredictionLog:
         self.written = 0
         self.dropped = 0
         self.failed = 0
-        self._queue: deque[tuple[Any, ...]] = deque()
+        self._queue: deque[tuple[Any, ...]] = deque()  # per request: its row, or a tuple of its rows
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -131,13 +135,32 @@ class PredictionLog:
 
     def record(self, name: str, tag: str, route: str, ids: Sequence[str], rows: Sequence[dict[str, Any]],
                outputs: Sequence[dict[str, Any]] | None, latency_ms: float, error: str | None = None) -> bool:
-        """Queue one request's predictions (never blocks); ``False`` if the queue was full and they were dropped."""
+        """Queue one request's predictions (never blocks); ``False`` if the queue was full and they were dropped.
+
+        The rows and outputs are encoded here, so the queue holds only the log's rows: text and numbers
+        (see the module docstring).
+        """
         if len(self._queue) >= self.queue_size:
             self.dropped += len(ids)
             if self.on_drop is not None:
                 self.on_drop(len(ids), "queue_full")
             return False
-        self._queue.append((time.time(), name, tag, route, ids, rows, outputs, latency_ms, error))
+        at, n = time.time(), len(ids)
+        if not n:
+            return True
+        per_row = latency_ms / n if latency_ms is not None and n else latency_ms
+        dumps = _dumps
+        if n == 1:  # the common case: the row itself, a flat tuple of text and numbers
+            out = outputs[0] if outputs is not None else None
+            self._queue.append((ids[0], route, at, name, tag, dumps(rows[0]), None if out is None else dumps(out),
+                                None if out is None else str(out.get("prediction"))[:200], per_row, error))
+            return True
+        repeat = itertools.repeat
+        self._queue.append(tuple(zip(
+            ids, repeat(route, n), repeat(at, n), repeat(name, n), repeat(tag, n), map(dumps, rows),
+            repeat(None, n) if outputs is None else map(dumps, outputs),
+            repeat(None, n) if outputs is None else [str(o.get("prediction"))[:200] for o in outputs],
+            repeat(per_row, n), repeat(error, n), strict=True)))
         return True
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -180,16 +203,15 @@ class PredictionLog:
                 self._idle.set()
 
     def _take(self) -> list[tuple[Any, ...]]:
-        """Rows for one insert, in :data:`COLUMNS` order (JSON encoded here, in the writer thread)."""
+        """Rows for one insert (:attr:`batch_rows` or a little more), in :data:`COLUMNS` order."""
         rows: list[tuple[Any, ...]] = []
-        dumps = _dumps
-        while self._queue and len(rows) < self.batch_rows:
-            at, name, tag, route, ids, inputs, outputs, latency, error = self._queue.popleft()
-            per_row = latency / max(len(ids), 1) if latency is not None else None
-            for i, pid in enumerate(ids):
-                out = outputs[i] if outputs is not None else None
-                rows.append((pid, route, at, name, tag, dumps(inputs[i]), dumps(out) if out is not None else None,
-                             str(out.get("prediction"))[:200] if out is not None else None, per_row, error))
+        queue = self._queue
+        while queue and len(rows) < self.batch_rows:
+            entry = queue.popleft()  # one request: its row, or a tuple of its rows
+            if entry and type(entry[0]) is tuple:
+                rows.extend(entry)
+            else:
+                rows.append(entry)
         return rows
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
@@ -230,8 +252,11 @@ class PredictionLog:
                 cutoff = now - self.retention_s
                 deleted += conn.execute(sa.delete(t.predictions).where(t.predictions.c.at < cutoff)).rowcount
                 conn.execute(sa.delete(t.feedback).where(t.feedback.c.at < cutoff))
-            if self.max_rows > 0:  # the oldest beyond the bound, at most PRUNE_CHUNK a round
-                p = t.predictions
+            p = t.predictions
+            # the oldest beyond the bound, at most PRUNE_CHUNK a round; counting first (an index scan)
+            # spares the sort of the whole table while the log is within its bound
+            count = sa.select(sa.func.count()).select_from(p)
+            if self.max_rows > 0 and conn.execute(count).scalar_one() > self.max_rows:
                 newest_first = sa.select(p.c.prediction_id).order_by(p.c.at.desc(), p.c.prediction_id.desc())
                 excess = list(conn.execute(newest_first.offset(self.max_rows).limit(PRUNE_CHUNK)).scalars())
                 for start in range(0, len(excess), 500):

@@ -103,33 +103,42 @@ class ReleaseMetrics:
     def answered(self, tag: str, route: str, seconds: float, outputs: list[dict[str, Any]] | None) -> None:
         """Count one request answered by ``tag`` on ``route`` with its outputs (``None``: it failed).
 
-        The request only appends to a queue; a background thread applies the counts every
+        The request only appends its predictions (a tuple of numbers or labels, which the garbage
+        collector need not walk) to a queue; a background thread applies the counts every
         :data:`FLUSH_S` seconds, so ``/metrics`` lags by at most that and a request pays no
         Prometheus lock or file write.
         """
-        if self.requests is not None:
-            self._pending.append((tag, route, seconds, outputs))
+        if self.requests is None:
+            return
+        if outputs is None:
+            self._pending.append((tag, route, seconds, None))
+        elif len(outputs) == 1:  # one flat tuple of atoms: the collector untracks it at once
+            self._pending.append((tag, route, seconds, "probabilities" not in outputs[0], outputs[0]["prediction"]))
+        else:  # outputs with class probabilities are classes, whatever the label's type
+            self._pending.append((tag, route, seconds, bool(outputs) and "probabilities" not in outputs[0],
+                                  *[o["prediction"] for o in outputs]))
 
     def flush(self) -> None:
         """Apply the queued request counts to the Prometheus metrics now, summed per version and route."""
         pending = self._pending
         sums: dict[tuple[str, str], list[Any]] = {}
         while pending:
-            tag, route, seconds, outputs = pending.popleft()
+            entry = pending.popleft()  # tag, route, seconds, then None (failed) or values_ok and the predictions
+            tag, route, seconds, values_ok = entry[:4]
             agg = sums.get((tag, route))
             if agg is None:
                 agg = sums[(tag, route)] = [0, 0, [], {}, []]  # requests, errors, latencies, classes, values
             agg[0] += 1
-            if outputs is None:
+            if values_ok is None:
                 agg[1] += 1
                 continue
             agg[2].append(seconds)
-            for o in outputs:
-                p = o["prediction"]
-                if isinstance(p, float) and "probabilities" not in o:
-                    agg[4].append(p)
+            classes, values = agg[3], agg[4]
+            for p in entry[4:]:  # a value (regression) is a float without class probabilities
+                if values_ok and isinstance(p, float):
+                    values.append(p)
                 else:
-                    agg[3][str(p)] = agg[3].get(str(p), 0) + 1
+                    classes[str(p)] = classes.get(str(p), 0) + 1
         for (tag, route), (n, failed, latencies, classes, values) in sums.items():
             requests, errors, latency, value, labels = self._child(tag, route)
             requests.inc(n)

@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,7 +144,7 @@ class ReleaseRuntime:
             return v, v.challenger, "canary"
         return v, v.champion, "champion"
 
-    def record(self, target: Target, route: str, ids: list[str], rows: Rows, outputs: list[dict[str, Any]] | None,
+    def record(self, target: Target, route: str, ids: Sequence[str], rows: Rows, outputs: list[dict[str, Any]] | None,
                seconds: float, error: str | None = None) -> None:
         """Count and log one answered (or failed) request; never blocks, never raises."""
         try:
@@ -154,7 +154,7 @@ class ReleaseRuntime:
         except Exception:  # metrics or the log must never fail a request
             log.exception("recording a prediction failed")
 
-    def shadow(self, view: View, rows: Rows, ids: list[str], champion_outputs: list[dict[str, Any]]) -> None:
+    def shadow(self, view: View, rows: Rows, ids: Sequence[str], champion_outputs: list[dict[str, Any]]) -> None:
         """After the champion answered: score the same rows with the shadow challenger in the background."""
         challenger = view.challenger
         if view.mode != "shadow" or challenger is None:

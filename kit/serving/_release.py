@@ -13,6 +13,7 @@ middleware hands ``/feedback``, ``/feedback_file``, ``/performance`` and ``/rele
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hmac
 import os
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,11 @@ def start_release(state: AdmissionState, served: ServedRef) -> ReleaseRuntime | 
     champion = Target(served.tag, state.model, state.batcher.submit, state.batcher)
     runtime = ReleaseRuntime(champion, settings, loader, pinned=not served.follows, on_view=on_view)
     state.release = runtime
+    # With the release on, a worker keeps more objects alive between collections (queued log rows and counts
+    # until their threads take them, the writer's batches, a second model), so the oldest generation fills
+    # and full collections follow, each walking the whole heap the worker loaded (libraries, models: ~100 ms
+    # on bench/release.py's servers). Frozen now, that heap is left out of every later collection.
+    gc.freeze()
     return runtime
 
 
