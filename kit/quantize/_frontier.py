@@ -65,6 +65,11 @@ class CompressReport:
         """The accuracy budget of the choice."""
         return float(self.config.budget)
 
+    def lineage(self, candidate: str | None = None) -> list[str]:
+        """The steps that made ``candidate`` (default: the chosen one), from the original network to its runtime."""
+        steps: list[str] = list(self.frame["lineage"].to_dict()[candidate or self.chosen])
+        return steps
+
     def rows(self) -> list[dict[str, Any]]:
         """Every candidate, JSON-able: ``variant`` (the candidate's name), the numbers, ``lineage``."""
         out = []
