@@ -229,3 +229,40 @@ def test_cli_compress_names_a_bad_option(bc_bundle, tmp_path: Path, capsys):
     assert code == 2 and "--students must be a JSON list" in capsys.readouterr().err
     code = main(["compress", "--bundle", str(src), "--out", str(tmp_path / "out"), "--sparsities", "0.5,x"])
     assert code == 2 and "[field=sparsities]" in capsys.readouterr().err
+
+
+def test_int8_nodes_that_cost_accuracy_fall_back_to_fp32(bc_bundle):
+    """The search returns matrix-multiply nodes to fp32, greedily, while the budget is missed."""
+    import onnx
+
+    from kit.quantize import reference_graph
+    from kit.quantize._calibrate import named, search_int8
+
+    graph, _ = reference_graph(bc_bundle)
+    _, weighted = named(graph)
+    calibration = np.ascontiguousarray(bc_bundle.transform(bc_bundle.reload_data().splits.train.X))
+
+    def measure(candidate: bytes) -> dict[str, float]:  # every int8 weight costs 0.01: a stand-in for accuracy
+        model = onnx.load_from_string(candidate)
+        int8 = sum(t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 2 for t in model.graph.initializer)
+        return {"metric": 0.9 - 0.01 * int8, "metric_drop": 0.01 * int8, "p50_batch1": 1.0, "p50_batch64": 2.0}
+
+    found = search_int8(graph, calibration, measure, budget=0.015, methods=("minmax",), fallback_nodes=2)
+    assert len(weighted) == 4  # the default mlp: two hidden layers, the head and the linear shortcut
+    assert len(found.config["fp32_nodes"]) == 2 and found.metric_drop < found.tried[0]["metric_drop"]
+    # two configurations (per-channel, per-tensor), then one try per node and step
+    assert len(found.tried) == 2 + len(weighted) + (len(weighted) - 1)
+    assert [t["chosen"] for t in found.tried].count(True) == 1
+
+
+def test_regression_networks_compress_on_standardized_targets(diabetes_result):
+    bundle = diabetes_result.bundle
+    result = compress(bundle, sparsities=(0.5,), students=({"hidden": [16]},), finetune_epochs=2, distill_epochs=5,
+                      calibrations=("minmax",), repeats=10, warmup=2, budget=0.05)
+    frame = result.report.frame
+    assert result.report.metric == "r2" and set(result.report.networks) == {"original", "pruned50", "student1"}
+    assert frame.loc[REFERENCE, "metric"] == pytest.approx(bundle.metrics["test"]["r2"])
+    if result.bundle is not bundle:
+        data = bundle.reload_data()
+        X, y = data.splits.test.X, data.splits.test.y
+        assert bundle.evaluate(X, y)["r2"] - result.bundle.evaluate(X, y)["r2"] <= 0.05 + 1e-9

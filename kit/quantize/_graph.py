@@ -80,7 +80,29 @@ def quantize_graph(fp32: bytes, variant: str, calibration: np.ndarray | None = N
                               activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
                               calibrate_method=getattr(q.CalibrationMethod, CALIBRATE_METHODS[method]),
                               nodes_to_exclude=list(exclude))
+            if exclude:
+                return _optimize(_float_inputs(dst.read_bytes(), set(exclude)))
         return _optimize(dst.read_bytes())
+
+
+def _float_inputs(graph: bytes, exclude: set[str]) -> bytes:
+    """Feed the nodes left in fp32 the float tensors, not their quantize-dequantize copies.
+
+    Otherwise ONNX Runtime's graph optimizer sees ``DequantizeLinear -> Gemm`` with float weights and
+    quantizes those weights after all (its weight-and-bias quantization pass), undoing the fallback.
+    """
+    model = _load_onnx(graph)
+    producer = {out: node for node in model.graph.node for out in node.output}
+    for node in model.graph.node:
+        if node.name not in exclude:
+            continue
+        for i, name in enumerate(node.input):
+            dq = producer.get(name)
+            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[i] = q.input[0]
+    data: bytes = model.SerializeToString()
+    return data
 
 
 def _optimize(graph: bytes) -> bytes:
