@@ -116,8 +116,8 @@ def register(sub: Any) -> None:
     _shared(c, "p50_batch64")
     c.add_argument("--time-budget", type=float, help="seconds after which no new candidate is started")
     c.add_argument("--sparsities", help="pruning schedule, comma separated shares (default 0.5,0.75,0.9,0.95)")
-    c.add_argument("--students", help='JSON list of student parameters (default \'[{"hidden": [32]}, '
-                                      '{"hidden": [16]}]\')')
+    c.add_argument("--students", help='JSON list of student parameters (default: hidden [128], [64] and [32], '
+                                      'dropout 0), e.g. \'[{"hidden": [32]}]\'')
     c.add_argument("--student-net", help="the students' builder (default: the original network's)")
     c.add_argument("--calibrations", help=f"static int8 calibration methods, comma separated: {','.join(CALIBRATIONS)}")
     c.add_argument("--no-int8", action="store_true", help="fp32 ONNX candidates only")

@@ -202,10 +202,14 @@ class CompressConfig(_Config):
         finetune_epochs: Epochs of fine-tuning (on the teacher's soft outputs plus the labels) after
             each pruning step.
         students: Distillation students: builder parameters of narrower networks, e.g.
-            ``({"hidden": [32]},)``; each is built with ``student_net`` (``None``: the original builder).
+            ``({"hidden": [32]},)``, over the original's own parameters when the builder is the same;
+            each is built with ``student_net`` (``None``: the original builder). The defaults are
+            one-layer MLPs of 128, 64 and 32 units without dropout (a narrow student underfits
+            rather than overfits).
         student_net: The students' builder (a registered name or ``module:function``); ``None``: the
             original network's builder.
-        distill_epochs: Most epochs a student trains (early stopping on the validation split).
+        distill_epochs: Most epochs a student trains (early stopping on the validation loss, patience
+            a fifth of them).
         temperature: Softmax temperature of the teacher's soft targets.
         alpha: Weight of the distillation loss; ``1 - alpha`` goes to the labels.
         calibrations: Static int8 calibration methods to try.
@@ -222,10 +226,11 @@ class CompressConfig(_Config):
     objective: str = "p50_batch64"
     sparsities: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95)
     finetune_epochs: int = 8
-    students: tuple[dict[str, Any], ...] = ({"hidden": [32]}, {"hidden": [16]})
+    students: tuple[dict[str, Any], ...] = ({"hidden": [128], "dropout": 0.0}, {"hidden": [64], "dropout": 0.0},
+                                            {"hidden": [32], "dropout": 0.0})
     student_net: str | None = None
-    distill_epochs: int = 60
-    temperature: float = 2.0
+    distill_epochs: int = 150
+    temperature: float = 4.0
     alpha: float = 0.7
     calibrations: tuple[str, ...] = CALIBRATIONS
     fallback_nodes: int = 2

@@ -68,8 +68,8 @@ def distill(bundle: ModelBundle, rows: Rows, students: Sequence[Mapping[str, Any
         except BuilderError as exc:
             problems.append(f"student {builder} {dict(given)}: {exc.message}")
             continue
-        tuned = fit(module, rows, epochs=epochs, temperature=temperature, alpha=alpha, seed=seed,
-                    should_stop=should_stop)
+        tuned = fit(module, rows, epochs=epochs, temperature=temperature, alpha=alpha, seed=seed, lr=3e-3,
+                    patience=max(10, epochs // 5), should_stop=should_stop)
         step = {"step": "distill", "teacher": teacher.describe(), "student": dict(given), "temperature": temperature,
                 "alpha": alpha, "train": tuned}
         out.append(derive(bundle, spec, module, source, step))

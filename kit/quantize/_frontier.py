@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 REFERENCE = "original/torch-fp32"
 """The row every metric drop is measured against: the original network in eager PyTorch."""
 
+MARKERS = {"ort-fp32": "o", "ort-int8-static": "s", "torch-fp32": "X"}
+"""Plot marker per runtime variant (colour is the network)."""
+
 JSON_COLUMNS = {"p50_batch1": "p50_batch1_us", "p99_batch1": "p99_batch1_us", "p50_batch64": "p50_batch64_us",
                 "p99_batch64": "p99_batch64_us"}
 """Report columns renamed with their unit in the JSON form."""
@@ -111,8 +114,11 @@ class CompressReport:
         for ax, column, label in zip(axes, ("p50_batch1", "p50_batch64", "size_bytes"),
                                      ("p50 latency at batch 1 (µs)", "p50 latency at batch 64 (µs)",
                                       "size (bytes)"), strict=True):
-            for network, group in ok.groupby("network", sort=False):
-                ax.scatter(group[column], group["metric_drop"], s=36, alpha=0.75, label=str(network))
+            for i, (network, group) in enumerate(ok.groupby("network", sort=False)):
+                for variant, part in group.groupby("runtime_variant", sort=False):
+                    ax.scatter(part[column], part["metric_drop"], s=36, alpha=0.75, color=f"C{i % 10}",
+                               marker=MARKERS.get(str(variant), "o"),
+                               label=str(network) if variant == "ort-fp32" else None)
             front = pareto(ok, column)
             ax.plot(front[column], front["metric_drop"], "--", color="grey", lw=1)
             if self.chosen in ok.index:
@@ -123,8 +129,8 @@ class CompressReport:
             ax.set_xlabel(label)
         axes[0].set_ylabel(f"{self.metric} drop vs original (positive = worse)")
         axes[0].legend(fontsize=7, loc="best")
-        fig.suptitle(f"compression frontier: chosen {self.chosen} (red circle), budget {self.budget} (dotted)",
-                     fontsize=9)
+        fig.suptitle(f"compression frontier: chosen {self.chosen} (red circle), budget {self.budget} (dotted); "
+                     "o fp32 ONNX, s int8, X torch fp32", fontsize=9)
         return fig
 
 

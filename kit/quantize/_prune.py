@@ -182,8 +182,8 @@ def prune(bundle: ModelBundle, rows: Rows, sparsities: tuple[float, ...], *, epo
             spec, source, module, step = prune_step(current, sparsity, widths, rows)
         except BuilderError as exc:
             return out, exc.message
-        tuned = fit(module, rows, epochs=epochs, temperature=temperature, alpha=alpha, seed=seed,
-                    should_stop=should_stop)
+        tuned = fit(module, rows, epochs=epochs, temperature=temperature, alpha=alpha, seed=seed, lr=1e-3,
+                    should_stop=should_stop)  # a gentler rate than training from scratch: keep what survived
         current = derive(current, spec, module, source, {**step, "finetune": tuned})
         out.append(current)
     return out, None

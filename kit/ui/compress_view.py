@@ -67,7 +67,8 @@ class CompressView(Panel):
         except json.JSONDecodeError:
             raise ConfigError(f"student widths must be lists of widths, e.g. [32], [16], but got "
                               f"{self.students.value!r}", field="students") from None
-        students = tuple({"hidden": w if isinstance(w, list) else [w]} for w in widths)
+        shared = {k: v for k, v in (self.config.students[:1] or ({},))[0].items() if k != "hidden"}
+        students = tuple({**shared, "hidden": w if isinstance(w, list) else [w]} for w in widths)
         return {"budget": float(self.budget.value), "time_budget": float(self.time_budget.value),
                 "sparsities": shares, "students": students}
 
