@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import kit
 from kit.bundle import ModelBundle
 from kit.cli import main
 from kit.config import CompressConfig
@@ -266,3 +267,25 @@ def test_regression_networks_compress_on_standardized_targets(diabetes_result):
         data = bundle.reload_data()
         X, y = data.splits.test.X, data.splits.test.y
         assert bundle.evaluate(X, y)["r2"] - result.bundle.evaluate(X, y)["r2"] <= 0.05 + 1e-9
+
+
+def test_a_custom_network_says_what_was_skipped_and_distills_into_a_builtin(tmp_path: Path):
+    """A residual user network cannot be pruned safely; its students are built by name and served from ONNX."""
+    from kit.train import train
+
+    bundle = train("breast_cancer", kit.TrainConfig(net="custom_net:build", net_params={"width": 32}, epochs=5),
+                   baselines=False).bundle
+    same_builder = compress(bundle, sparsities=(0.5,), students=({"hidden": [8]},), int8=False, repeats=10,
+                            warmup=2)
+    skipped = " | ".join(same_builder.report.skipped)
+    assert "pruning: a ResNetTab is not a chain of Linear layers" in skipped
+    assert "network 'custom_net:build' has no parameter 'hidden'" in skipped
+    assert list(same_builder.report.networks) == ["original"]
+    into_mlp = compress(bundle, sparsities=(), students=({"hidden": [8], "dropout": 0.0},), student_net="mlp",
+                        int8=False, repeats=10, warmup=2, budget=0.05)
+    student = into_mlp.report.networks["student1"]
+    assert student.net.builder == "mlp" and student.net.params == {"hidden": [8], "dropout": 0.0}
+    assert student.lineage["compression"][0]["teacher"].startswith("custom_net:build(")
+    loaded = ModelBundle.load(student.save(tmp_path / "student"))
+    data = bundle.reload_data()
+    assert len(loaded.predict(data.splits.test.X)) == len(data.splits.test.X)
