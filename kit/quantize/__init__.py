@@ -24,8 +24,16 @@ and where torch fp32 cannot run the stored graph is the accuracy reference.
 Latencies are of ``runtime.run`` on preprocessed rows (preprocessing is the same for every
 variant), in microseconds, after a warm-up, with ``threads`` intra-op threads.
 
+Smaller networks (#17)::
+
+    result = compress(bundle)                   # prune, distill, accuracy-aware int8; CompressConfig fields as kwargs
+    result.report.plot(); result.report.to_json()   # the frontier: metric drop vs latency (batch 1, 64) and size
+    result.bundle                               # the chosen network and runtime (the original if none qualifies)
+
 Modules: ``_variants`` (names), ``_export`` (torch -> verified ONNX), ``_graph`` (fp32 fused, int8,
-fp16 graphs), ``_compare`` (measuring), ``_batches`` (latency by batch size), ``_select`` (choosing and attaching).
+fp16 graphs), ``_compare`` (measuring), ``_batches`` (latency by batch size), ``_select`` (choosing and attaching);
+compression: ``_fit`` (the distillation loop), ``_prune`` (structured pruning of Linear chains), ``_distill``
+(students), ``_calibrate`` (static int8 search), ``_frontier`` (the report), ``_compress`` (``compress()``).
 """
 
 from __future__ import annotations
