@@ -289,3 +289,13 @@ def test_a_custom_network_says_what_was_skipped_and_distills_into_a_builtin(tmp_
     loaded = ModelBundle.load(student.save(tmp_path / "student"))
     data = bundle.reload_data()
     assert len(loaded.predict(data.splits.test.X)) == len(data.splits.test.X)
+
+
+def test_a_spent_time_budget_measures_what_exists_and_keeps_the_original(bc_bundle):
+    result = compress(bc_bundle, time_budget=1e-6, repeats=10, warmup=2)
+    report = result.report
+    assert list(report.networks) == ["original"] and result.bundle is bc_bundle
+    assert set(report.frame.index) == {REFERENCE, "original/ort-fp32"}
+    assert any(s.startswith("pruning: stopped before sparsity 0.5") for s in report.skipped)
+    assert any("not started (stopped)" in s for s in report.skipped)
+    assert "original: int8 not tried (stopped)" in report.skipped
