@@ -42,6 +42,7 @@ notebooks: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/quantize.py
+	$(BIN)/python bench/compress.py
 	$(BIN)/python bench/explain.py
 	$(BIN)/python bench/tune.py
 	$(BIN)/python bench/serve.py

@@ -23,7 +23,8 @@
 #
 # **How long:** about 15 seconds on breast_cancer on a 2-core CPU with the defaults (300 timed runs
 # per variant and batch size; `smoke=True` times 50); add about 10 seconds when the notebook trains
-# its own model.
+# its own model, and about a minute for the search of smaller networks at the end (`frontier`;
+# about 15 seconds with `smoke=True`).
 
 # %% tags=["parameters"]
 # Where to start: a saved bundle, or data to train a new model on
@@ -34,6 +35,7 @@ target: str = ""  # target column of a CSV/Parquet `data`; empty for built-ins
 variants: str = ""  # comma-separated variant names (torch-fp32, ort-fp32, ort-int8-dynamic, ...); empty: all
 budget: float = 0.005  # accuracy budget: largest accepted drop of the primary metric vs torch fp32
 repeats: int = 300  # timed runs per variant and batch size
+frontier: bool = True  # also search smaller networks (pruned, distilled, int8: kit.quantize.compress)
 # The run
 smoke: bool = False  # tiny settings (kit.config.SMOKE: 50 timed runs), for CI
 output_dir: str = ""  # where plots, the chosen bundle and results.json go; empty: runs/04_quantize in the project
@@ -138,6 +140,36 @@ else:
     print(f"same label as torch fp32 on {agreement:.1%} of {len(X_test)} test rows")
 
 # %% [markdown]
+# ## Smaller networks: the compression frontier
+#
+# Quantizing keeps the network and changes how it runs. `compress()` also changes the network:
+# it removes whole hidden units by importance (structured pruning, a short fine-tune after each
+# step), trains narrower students on this network's soft outputs and the labels (distillation),
+# and searches static int8 for each (calibration method, per-channel weights, fp32 fallback for
+# the layers that cost accuracy). Every candidate is measured on the same test rows; the fastest
+# within the same budget is chosen, and each one says how it was made (its lineage). When nothing
+# smaller meets the budget, the original stays, with the reason. `kit compress` does the same
+# from a shell. The bundle saved below stays the quantized one; the frontier's choice is saved
+# beside it (`compressed_bundle`).
+
+# %%
+from kit.config import CompressConfig
+from kit.quantize import compress
+
+compressed = None
+frontier_plot = output_dir / "frontier.png"
+if frontier:
+    compressed = compress(bundle, CompressConfig(budget=budget).smoke_if(smoke))
+    frontier_report = compressed.report
+    display(frontier_report.frame[["metric_drop", "p50_batch1", "p50_batch64", "size_bytes", "size_ratio",
+                                   "parameters"]].round(4))
+    print(compressed.reason)
+    print("lineage: " + " -> ".join(frontier_report.lineage()))
+    fig = frontier_report.plot()
+    fig.savefig(frontier_plot)
+    display(fig)
+
+# %% [markdown]
 # ## Save
 #
 # The chosen bundle carries its runtime, the ONNX graph and the quantization summary (budget,
@@ -147,12 +179,18 @@ else:
 from kit.results import notebook_results, write_results
 
 bundle_out = chosen.save(output_dir / "bundle")
+frontier_results = None
+if compressed is not None:
+    frontier_results = {**compressed.report.to_json(), "reason": compressed.reason,
+                        "bundle_path": str(compressed.bundle.save(output_dir / "compressed_bundle"))}
 written = write_results(output_dir, notebook_results(
     "04_quantize", bundle=chosen, bundle_path=bundle_out, smoke=smoke,
     metrics={"valid": bundle.metrics.get("valid", {}), "test": test_metrics}, fp32_metrics=bundle.metrics,
     chosen=choice.variant, budget=choice.budget, reasons=choice.reasons, agreement_with_fp32=agreement,
     variants=report.variants(), latency_by_batch=by_batch.frame.to_dict("records"),
-    artifacts={"pareto_plot": pareto_plot, "latency_by_batch_plot": batch_plot},
+    frontier=frontier_results,
+    artifacts={"pareto_plot": pareto_plot, "latency_by_batch_plot": batch_plot,
+               **({"frontier_plot": frontier_plot} if compressed is not None else {})},
     tags={"variant": choice.variant, "runtime": chosen.runtime_info["name"]},
 ))
 print(f"bundle with {choice.variant}: {bundle_out}\nresults: {written}")

@@ -224,7 +224,14 @@ def test_quantize_notebook(report: Report):
     ok = [name for name, v in res["variants"].items() if v["status"] == "ok"]
     assert timed == {(v, b) for v in ok for b in (1, 4, 16, 64, 256)}
     assert Path(res["artifacts"]["latency_by_batch_plot"]).stat().st_size > 1000
-    assert len(figures(report, "04_quantize")) == 2
+    # #17: the compression frontier, its choice within the same budget, saved beside the quantized bundle
+    frontier = res["frontier"]
+    assert frontier["budget"] == 0.005 and frontier["chosen"] in {r["variant"] for r in frontier["rows"]}
+    assert all(r["lineage"] for r in frontier["rows"]) and Path(res["artifacts"]["frontier_plot"]).exists()
+    chosen_row = next(r for r in frontier["rows"] if r["variant"] == frontier["chosen"])
+    assert chosen_row["metric_drop"] <= 0.005 or chosen_row["network"] == "original"
+    assert ModelBundle.load(frontier["bundle_path"]).metrics["test"]
+    assert len(figures(report, "04_quantize")) == 3
 
 
 def test_package_serve_notebook(report: Report, bento_home: Path):

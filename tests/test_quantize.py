@@ -329,9 +329,16 @@ def test_latency_by_batch_refuses_a_bad_batch_size(bc_bundle, bc_report, bc_rows
 def test_cli_prints_the_table_and_writes_the_bundle(bc_bundle, tmp_path: Path, capsys):
     src = bc_bundle.save(tmp_path / "in")
     code = main(["quantize", "--bundle", str(src), "--out", str(tmp_path / "out"), "--budget", "0.005",
-                 "--variants", "ort-fp32,ort-int8-dynamic", "--repeats", "10", "--plot", str(tmp_path / "p.png")])
+                 "--variants", "ort-fp32,ort-int8-dynamic", "--repeats", "10", "--plot", str(tmp_path / "p.png"),
+                 "--report", str(tmp_path / "r.json")])
     printed = capsys.readouterr().out
     assert code == 0 and "ort-int8-dynamic" in printed and "chosen:" in printed
+    # --report: the table as JSON in the shape kit compress writes too (#17)
+    written = json.loads((tmp_path / "r.json").read_text())
+    assert written["budget"] == 0.005 and written["chosen"] in {r["variant"] for r in written["rows"]}
+    for row in written["rows"]:
+        assert {"metric_drop", "p50_batch1_us", "p50_batch64_us", "size_bytes", "lineage"} <= set(row), row
+        assert row["lineage"][0].startswith("mlp(") and row["lineage"][-1] == row["variant"]
     loaded = ModelBundle.load(tmp_path / "out")
     # the budget the user picked travels into the bundle (and from there into the store and the gate)
     assert loaded.quantization is not None and loaded.quantization.budget == 0.005

@@ -245,6 +245,36 @@ def test_quantize_panel_budget_slider_reselects_and_sets_the_bundle(trained: Ses
     assert trained.outputs["quantize"]["budget"] == 0.0
 
 
+def test_quantize_panel_searches_smaller_networks_with_progress_and_stop(trained: Session):
+    """#17: the "search smaller networks" option runs kit.quantize.compress; Stop keeps what was built."""
+    panel = QuantizePanel(trained)
+    view = panel.compress
+    assert view.widget.layout.display == "none"
+    panel.search.value = True
+    assert view.widget.layout.display is None
+    view.sparsities.value, view.students.value, view.budget.value = "0.5", "[8]", 0.01
+    click(view)
+    result = view.result
+    assert result is not None and "chosen:" in view.table.value and view.plot.value
+    assert view.stages[0].startswith("reading") and any(s.startswith("prune 50%") for s in view.stages)
+    assert trained.outputs["compress"]["chosen"] == result.report.chosen
+    assert trained.outputs["compress"]["budget"] == 0.01
+    if result.bundle is not trained.objects["compress"].report.networks["original"]:
+        assert trained.bundle.sections["compression"]["chosen"] == result.report.chosen
+    assert "Search smaller networks" in panel.static_html()
+    # Stop at once: the search ends early, what was built is measured, the panel says so
+    view.sparsities.value = "0.5, 0.9"
+    job = view.start()
+    view.stop()
+    assert job.wait(WAIT)
+    assert view.result is not None and view.result is not result and "stopped by you" in view.status.value
+    assert any("stopped" in s for s in view.result.report.skipped)
+    # a bad field is named, nothing runs
+    view.students.value = "[8"
+    click(view)
+    assert "[field=students]" in view.status.value
+
+
 PACKAGE_SCRIPT = """
 import sys
 import kit

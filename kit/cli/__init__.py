@@ -6,7 +6,7 @@ The command tree is static (one module per step, each with a ``register(subparse
 ``data``        ``kit data``, ``kit train``
 ``tune``        ``kit tune``, ``kit tune-worker``
 ``explain``     ``kit explain``
-``quantize``    ``kit quantize``
+``quantize``    ``kit quantize``, ``kit compress``
 ``gate``        ``kit gate``, ``kit card``
 ``package``     ``kit package``, ``build``, ``serve``, ``models``, ``promote``, ``rollback``, ``predict``
 ``release``     ``kit release status``, ``kit release history``

@@ -18,19 +18,44 @@ from __future__ import annotations
 from kit.config._base import DEFAULT_BUDGET, SMOKE, TASKS, SmokeProfile, Task, _check, _Config
 from kit.config._data import ACTIVATIONS, MLP_FIELDS, NORMS, SCHEDULERS, DataConfig, TrainConfig
 from kit.config._steps import (
+    CALIBRATIONS,
     EXPLAIN_METHODS,
     EXPLAIN_OUTPUTS,
     GATE_CHECKS,
     PRUNERS,
     QUANTIZE_OBJECTIVES,
     SAMPLERS,
+    CompressConfig,
     ExplainConfig,
     GateConfig,
     QuantizeConfig,
     TuneConfig,
 )
 
-__all__ = ["ACTIVATIONS", "DEFAULT_BUDGET", "EXPLAIN_METHODS", "EXPLAIN_OUTPUTS", "GATE_CHECKS", "MLP_FIELDS",
-           "NORMS", "PRUNERS", "QUANTIZE_OBJECTIVES", "SAMPLERS", "SCHEDULERS", "SMOKE", "TASKS", "DataConfig",
-           "ExplainConfig", "GateConfig", "QuantizeConfig", "SmokeProfile", "Task", "TrainConfig", "TuneConfig",
-           "_Config", "_check"]
+__all__ = [
+    "ACTIVATIONS",
+    "CALIBRATIONS",
+    "DEFAULT_BUDGET",
+    "EXPLAIN_METHODS",
+    "EXPLAIN_OUTPUTS",
+    "GATE_CHECKS",
+    "MLP_FIELDS",
+    "NORMS",
+    "PRUNERS",
+    "QUANTIZE_OBJECTIVES",
+    "SAMPLERS",
+    "SCHEDULERS",
+    "SMOKE",
+    "TASKS",
+    "CompressConfig",
+    "DataConfig",
+    "ExplainConfig",
+    "GateConfig",
+    "QuantizeConfig",
+    "SmokeProfile",
+    "Task",
+    "TrainConfig",
+    "TuneConfig",
+    "_Config",
+    "_check",
+]

@@ -187,6 +187,94 @@ class QuantizeConfig(_Config):
         return self.replace(repeats=min(self.repeats, SMOKE.repeats), warmup=min(self.warmup, 10))
 
 
+CALIBRATIONS = ("minmax", "entropy", "percentile")
+
+
+@dataclass(frozen=True)
+class CompressConfig(_Config):
+    """How to search smaller networks and int8 graphs under one accuracy budget (see :func:`kit.quantize.compress`).
+
+    Attributes:
+        budget: Largest accepted drop of the primary metric versus the original network (torch fp32).
+        objective: Report column the choice minimizes.
+        sparsities: Structured-pruning schedule: shares of hidden units removed, in increasing order;
+            each step prunes the previous step's network further and fine-tunes it. Empty: no pruning.
+        finetune_epochs: Epochs of fine-tuning (on the teacher's soft outputs plus the labels) after
+            each pruning step.
+        students: Distillation students: builder parameters of narrower networks, e.g.
+            ``({"hidden": [32]},)``, over the original's own parameters when the builder is the same;
+            each is built with ``student_net`` (``None``: the original builder). The defaults are
+            one-layer MLPs of 128, 64 and 32 units without dropout (a narrow student underfits
+            rather than overfits).
+        student_net: The students' builder (a registered name or ``module:function``); ``None``: the
+            original network's builder.
+        distill_epochs: Most epochs a student trains (early stopping on the validation loss, patience
+            a fifth of them).
+        temperature: Softmax temperature of the teacher's soft targets.
+        alpha: Weight of the distillation loss; ``1 - alpha`` goes to the labels.
+        calibrations: Static int8 calibration methods to try.
+        fallback_nodes: Most matrix-multiply nodes kept in fp32 when int8 costs accuracy.
+        int8: Also build int8 graphs of every candidate network (else fp32 ONNX only).
+        time_budget: Seconds after which no new candidate is started (``None``: no limit).
+        threads: Intra-op threads for measuring and serving.
+        repeats: Timed runs per candidate and batch size.
+        warmup: Untimed runs before timing.
+        seed: Seed of fine-tuning and distillation.
+    """
+
+    budget: float = DEFAULT_BUDGET
+    objective: str = "p50_batch64"
+    sparsities: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95)
+    finetune_epochs: int = 8
+    students: tuple[dict[str, Any], ...] = ({"hidden": [128], "dropout": 0.0}, {"hidden": [64], "dropout": 0.0},
+                                            {"hidden": [32], "dropout": 0.0})
+    student_net: str | None = None
+    distill_epochs: int = 150
+    temperature: float = 4.0
+    alpha: float = 0.7
+    calibrations: tuple[str, ...] = CALIBRATIONS
+    fallback_nodes: int = 2
+    int8: bool = True
+    time_budget: float | None = None
+    threads: int = 1
+    repeats: int = 200
+    warmup: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("sparsities", "students", "calibrations"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        _check(isinstance(self.budget, int | float) and self.budget >= 0,
+               f"budget must be >= 0, but got {self.budget=}.", "budget")
+        _check(self.objective in QUANTIZE_OBJECTIVES,
+               f"objective must be one of {QUANTIZE_OBJECTIVES}, but got {self.objective=}.", "objective")
+        _check(all(isinstance(s, int | float) and 0 < s < 1 for s in self.sparsities)
+               and list(self.sparsities) == sorted(set(self.sparsities)),
+               f"sparsities must be increasing shares between 0 and 1, but got {self.sparsities=}.", "sparsities")
+        _check(all(isinstance(s, dict) for s in self.students),
+               f"students must be parameter mappings, but got {self.students=}.", "students")
+        _check(all(c in CALIBRATIONS for c in self.calibrations),
+               f"calibrations must be among {CALIBRATIONS}, but got {self.calibrations=}.", "calibrations")
+        _check(isinstance(self.temperature, int | float) and self.temperature > 0,
+               f"temperature must be > 0, but got {self.temperature=}.", "temperature")
+        _check(isinstance(self.alpha, int | float) and 0 <= self.alpha <= 1,
+               f"alpha must be between 0 and 1, but got {self.alpha=}.", "alpha")
+        _check(self.time_budget is None or (isinstance(self.time_budget, int | float) and self.time_budget > 0),
+               f"time_budget must be > 0 seconds, but got {self.time_budget=}.", "time_budget")
+        _positive_ints(self, ("finetune_epochs", "distill_epochs", "threads", "repeats"))
+        for name in ("warmup", "fallback_nodes"):
+            _check(isinstance(getattr(self, name), int) and getattr(self, name) >= 0,
+                   f"{name} must be >= 0, but got {getattr(self, name)!r}.", name)
+
+    def smoke(self) -> CompressConfig:
+        """Two pruning steps, one student, few epochs, at most :data:`SMOKE` timed runs."""
+        return self.replace(sparsities=self.sparsities[:2], students=self.students[:1],
+                            finetune_epochs=min(self.finetune_epochs, 3),
+                            distill_epochs=min(self.distill_epochs, SMOKE.epochs),
+                            calibrations=self.calibrations[:1], repeats=min(self.repeats, SMOKE.repeats),
+                            warmup=min(self.warmup, 10))
+
+
 GATE_CHECKS: tuple[str, ...] = ("metric", "baseline", "runtime_drop", "latency_p99", "noise_robustness",
                                 "missing_robustness", "calibration", "slice_gap", "schema_contract",
                                 "explanation_stability")

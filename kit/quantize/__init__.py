@@ -24,15 +24,24 @@ and where torch fp32 cannot run the stored graph is the accuracy reference.
 Latencies are of ``runtime.run`` on preprocessed rows (preprocessing is the same for every
 variant), in microseconds, after a warm-up, with ``threads`` intra-op threads.
 
+Smaller networks (#17)::
+
+    result = compress(bundle)                   # prune, distill, accuracy-aware int8; CompressConfig fields as kwargs
+    result.report.plot(); result.report.to_json()   # the frontier: metric drop vs latency (batch 1, 64) and size
+    result.bundle                               # the chosen network and runtime (the original if none qualifies)
+
 Modules: ``_variants`` (names), ``_export`` (torch -> verified ONNX), ``_graph`` (fp32 fused, int8,
-fp16 graphs), ``_compare`` (measuring), ``_batches`` (latency by batch size), ``_select`` (choosing and attaching).
+fp16 graphs), ``_compare`` (measuring), ``_batches`` (latency by batch size), ``_select`` (choosing and attaching);
+compression: ``_fit`` (the distillation loop), ``_prune`` (structured pruning of Linear chains), ``_distill``
+(students), ``_calibrate`` (static int8 search), ``_frontier`` (the report), ``_compress`` (``compress()``).
 """
 
 from __future__ import annotations
 
-from kit.config import DEFAULT_BUDGET, QuantizeConfig
+from kit.config import DEFAULT_BUDGET, CompressConfig, QuantizeConfig
 from kit.quantize._batches import BATCH_SIZES, BatchLatency, latency_by_batch
 from kit.quantize._compare import QuantReport, compare
+from kit.quantize._compress import Compression, compress
 from kit.quantize._export import (
     EXPORT_ATOL,
     EXPORT_RTOL,
@@ -44,11 +53,13 @@ from kit.quantize._export import (
     reference_graph,
     stored_graph,
 )
-from kit.quantize._graph import MIN_CALIBRATION, quantize_graph
+from kit.quantize._frontier import CompressReport
+from kit.quantize._graph import CALIBRATE_METHODS, MIN_CALIBRATION, quantize_graph
 from kit.quantize._select import Selection, attach, select
 from kit.quantize._variants import BASELINE, OBJECTIVES, VARIANTS, Variant, check_variants
 
-__all__ = ["BASELINE", "BATCH_SIZES", "DEFAULT_BUDGET", "EXPORT_ATOL", "EXPORT_RTOL", "MIN_CALIBRATION", "OBJECTIVES",
-           "ONNX_ARTIFACT", "VARIANTS", "BatchLatency", "ExportError", "QuantReport", "QuantizeConfig", "Selection",
-           "Variant", "attach", "check_variants", "compact", "compare", "ensure_export", "export_onnx",
+__all__ = ["BASELINE", "BATCH_SIZES", "CALIBRATE_METHODS", "DEFAULT_BUDGET", "EXPORT_ATOL", "EXPORT_RTOL",
+           "MIN_CALIBRATION", "OBJECTIVES", "ONNX_ARTIFACT", "VARIANTS", "BatchLatency", "CompressConfig",
+           "CompressReport", "Compression", "ExportError", "QuantReport", "QuantizeConfig", "Selection", "Variant",
+           "attach", "check_variants", "compact", "compare", "compress", "ensure_export", "export_onnx",
            "latency_by_batch", "quantize_graph", "reference_graph", "select", "stored_graph"]

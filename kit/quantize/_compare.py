@@ -54,6 +54,19 @@ class QuantReport:
         return {str(name): {str(k): _plain(v) for k, v in row.items()}
                 for name, row in self.frame.to_dict("index").items()}
 
+    def to_json(self, chosen: str | None = None) -> dict[str, Any]:
+        """``{"chosen", "budget", "metric", "rows": [{"variant", "metric_drop", "p50_batch1_us", ..., "lineage"}]}``.
+
+        The same shape as :meth:`kit.quantize.CompressReport.to_json` (``kit quantize --report``).
+        """
+        from kit.quantize._frontier import JSON_COLUMNS
+
+        origin = str(self.settings.get("network", "the network"))
+        rows = [{"variant": name, **{JSON_COLUMNS.get(k, k): v for k, v in values.items()},
+                 "lineage": [origin, name]} for name, values in self.variants().items()]
+        return {"chosen": chosen, "budget": float(self.config.budget), "metric": self.metric, "rows": rows,
+                "settings": dict(self.settings)}
+
     def table(self) -> str:
         """The report as an aligned text table."""
         cols = ["status", "metric", "metric_drop", "label_agreement", "max_abs_diff", "p50_batch1",
@@ -215,7 +228,8 @@ def compare(bundle: ModelBundle, X: Any = None, y: Any = None, config: QuantizeC
     settings: dict[str, Any] = {"threads": threads, "rows": len(x), "repeats": repeats, "warmup": warmup,
                                 "calibration_rows": None if calib is None else len(calib),
                                 "latency": "runtime.run on preprocessed rows, microseconds",
-                                "fp32_safetensors_bytes": fp32_size, "reference": BASELINE}
+                                "fp32_safetensors_bytes": fp32_size, "reference": BASELINE,
+                                "network": bundle.net.describe()}
     artifacts: dict[str, bytes] = {}
     failure: str | None = None
     export: dict[str, Any] = {}

@@ -30,13 +30,22 @@ def _calibration_matrix(bundle: ModelBundle, calibration: Any) -> np.ndarray:
     return x
 
 
-def quantize_graph(fp32: bytes, variant: str, calibration: np.ndarray | None = None) -> bytes:
+CALIBRATE_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+"""Static int8 calibration methods by kit name: ONNX Runtime's ``CalibrationMethod`` members."""
+
+
+def quantize_graph(fp32: bytes, variant: str, calibration: np.ndarray | None = None, *, method: str = "minmax",
+                   per_channel: bool = True, exclude: tuple[str, ...] = ()) -> bytes:
     """Turn a verified fp32 ONNX graph into the named variant's graph.
 
     Args:
         fp32: The serialized fp32 graph from :func:`export_onnx`.
         variant: ``ort-fp32``, ``ort-int8-dynamic``, ``ort-int8-static`` or ``ort-fp16``.
         calibration: Preprocessed float32 rows (static int8 only).
+        method: Static int8 activation ranges: ``minmax``, ``entropy`` or ``percentile`` (see
+            :data:`CALIBRATE_METHODS`).
+        per_channel: Static int8 weights with one scale per output channel (else one per tensor).
+        exclude: Names of nodes left in fp32 (static int8; nodes of ``fp32`` by name).
 
     Returns:
         The serialized graph.
@@ -58,16 +67,42 @@ def quantize_graph(fp32: bytes, variant: str, calibration: np.ndarray | None = N
             q.quantize_dynamic(src, dst, weight_type=q.QuantType.QInt8, extra_options={"MatMulConstBOnly": True})
         else:
             assert calibration is not None, "static int8 needs calibration rows"
-            batches = iter([{"x": calibration[i:i + 64]} for i in range(0, min(len(calibration), 1024), 64)])
+            rows = calibration[:1024]
+            # histogram calibrators stack every batch's values: one batch, so shapes agree
+            step = 64 if method == "minmax" else len(rows)
+            batches = iter([{"x": rows[i:i + step]} for i in range(0, len(rows), step)])
 
             class Reader(q.CalibrationDataReader):  # type: ignore[misc]
                 def get_next(self) -> dict[str, np.ndarray] | None:
                     return next(batches, None)
 
-            q.quantize_static(src, dst, Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
+            q.quantize_static(src, dst, Reader(), quant_format=q.QuantFormat.QDQ, per_channel=per_channel,
                               activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-                              calibrate_method=q.CalibrationMethod.MinMax)
+                              calibrate_method=getattr(q.CalibrationMethod, CALIBRATE_METHODS[method]),
+                              nodes_to_exclude=list(exclude))
+            if exclude:
+                return _optimize(_float_inputs(dst.read_bytes(), set(exclude)))
         return _optimize(dst.read_bytes())
+
+
+def _float_inputs(graph: bytes, exclude: set[str]) -> bytes:
+    """Feed the nodes left in fp32 the float tensors, not their quantize-dequantize copies.
+
+    Otherwise ONNX Runtime's graph optimizer sees ``DequantizeLinear -> Gemm`` with float weights and
+    quantizes those weights after all (its weight-and-bias quantization pass), undoing the fallback.
+    """
+    model = _load_onnx(graph)
+    producer = {out: node for node in model.graph.node for out in node.output}
+    for node in model.graph.node:
+        if node.name not in exclude:
+            continue
+        for i, name in enumerate(node.input):
+            dq = producer.get(name)
+            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[i] = q.input[0]
+    data: bytes = model.SerializeToString()
+    return data
 
 
 def _optimize(graph: bytes) -> bytes:

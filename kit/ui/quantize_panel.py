@@ -36,7 +36,14 @@ class QuantizePanel(Panel):
         self.selection: Selection | None = None
         self.source: ModelBundle | None = None
         super().__init__(session)
-        self.widget.children = (*self.widget.children, self.budget, self.choice)
+        from kit.ui.compress_view import CompressView
+
+        self.compress = CompressView(self.session)  # #17: pruning, distillation, accuracy-aware int8
+        self.search = widgets.Checkbox(value=False, description="search smaller networks", style=STYLE)
+        self.compress.widget.layout.display = "none"
+        self.search.observe(lambda c: setattr(self.compress.widget.layout, "display", None if c["new"] else "none"),
+                            names="value")
+        self.widget.children = (*self.widget.children, self.budget, self.choice, self.search, self.compress.widget)
 
     def controls(self) -> list[Any]:
         """Variants, timing repeats and the accuracy budget."""
@@ -111,5 +118,6 @@ class QuantizePanel(Panel):
         return self.report.plot() if self.report is not None else None
 
     def summary_html(self) -> str:
-        """Variant table and the choice."""
-        return str(self.table.value) + str(self.choice.value)
+        """Variant table and the choice (and the smaller networks' search, when it ran)."""
+        searched = self.compress.static_html() if self.compress.result is not None else ""
+        return str(self.table.value) + str(self.choice.value) + searched
