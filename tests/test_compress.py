@@ -34,7 +34,7 @@ def _params(bundle: ModelBundle) -> int:
 
 def test_pruned_and_distilled_networks_are_real_smaller_networks(compressed, bc_bundle):
     report: CompressReport = compressed.report
-    assert list(report.networks) == ["original", "pruned50", "pruned90", "student1"]
+    assert list(report.networks) == ["original", "pruned50", "pruned90", "student1", "student1-pruned50"]
     original = _params(bc_bundle)
     hidden = bc_bundle.net.params.get("hidden", bc_bundle.net.defaults.get("hidden"))
     for name, net in report.networks.items():
@@ -49,6 +49,12 @@ def test_pruned_and_distilled_networks_are_real_smaller_networks(compressed, bc_
     assert report.networks["pruned50"].net.params["hidden"] == [math.ceil(w * 0.5) for w in hidden]
     assert report.networks["pruned90"].net.params["hidden"] == [math.ceil(w * 0.1) for w in hidden]
     assert report.networks["student1"].net.params["hidden"] == [8]
+    # stacked: the student distilled from the original, then pruned (and fine-tuned on the original's outputs)
+    stacked = report.networks["student1-pruned50"]
+    assert stacked.net.params["hidden"] == [4]
+    assert [s["step"] for s in stacked.lineage["compression"]] == ["distill", "prune"]
+    assert report.frame.loc["student1-pruned50/ort-fp32", "parameters"] < report.frame.loc["student1/ort-fp32",
+                                                                                           "parameters"]
 
 
 def test_smaller_networks_export_and_match_their_torch_outputs(compressed):
@@ -261,7 +267,8 @@ def test_regression_networks_compress_on_standardized_targets(diabetes_result):
     result = compress(bundle, sparsities=(0.5,), students=({"hidden": [16]},), finetune_epochs=2, distill_epochs=5,
                       calibrations=("minmax",), repeats=10, warmup=2, budget=0.05)
     frame = result.report.frame
-    assert result.report.metric == "r2" and set(result.report.networks) == {"original", "pruned50", "student1"}
+    assert result.report.metric == "r2" and set(result.report.networks) == {"original", "pruned50", "student1",
+                                                                         "student1-pruned50"}
     assert frame.loc[REFERENCE, "metric"] == pytest.approx(bundle.metrics["test"]["r2"])
     if result.bundle is not bundle:
         data = bundle.reload_data()

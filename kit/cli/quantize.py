@@ -62,12 +62,13 @@ def cmd_compress(args: argparse.Namespace) -> int:
     bundle = ModelBundle.load(args.bundle)
     fields = given(args, budget="budget", objective="objective", threads="threads", repeats="repeats",
                    time_budget="time_budget", student_net="student_net")
-    if args.sparsities is not None:
-        try:
-            fields["sparsities"] = tuple(float(v) for v in args.sparsities.split(",") if v.strip())
-        except ValueError:
-            raise ConfigError(f"--sparsities must be comma separated shares, e.g. 0.5,0.75, but got "
-                              f"{args.sparsities!r}", field="sparsities") from None
+    for name in ("sparsities", "student_sparsities"):
+        if (value := getattr(args, name)) is not None:
+            try:
+                fields[name] = tuple(float(v) for v in value.split(",") if v.strip())
+            except ValueError:
+                raise ConfigError(f"--{name.replace('_', '-')} must be comma separated shares, e.g. 0.5,0.75, "
+                                  f"but got {value!r}", field=name) from None
     if (students := _students(args.students)) is not None:
         fields["students"] = students
     if args.calibrations:
@@ -119,6 +120,8 @@ def register(sub: Any) -> None:
     c.add_argument("--students", help='JSON list of student parameters (default: hidden [128], [64] and [32], '
                                       'dropout 0), e.g. \'[{"hidden": [32]}]\'')
     c.add_argument("--student-net", help="the students' builder (default: the original network's)")
+    c.add_argument("--student-sparsities", help="pruning schedule for each student after distillation (stacked "
+                                                "candidates), comma separated shares; empty: none (default 0.5)")
     c.add_argument("--calibrations", help=f"static int8 calibration methods, comma separated: {','.join(CALIBRATIONS)}")
     c.add_argument("--no-int8", action="store_true", help="fp32 ONNX candidates only")
     c.add_argument("--threads", type=int, help="intra-op threads for measuring and serving (default 1)")

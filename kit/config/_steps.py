@@ -208,6 +208,9 @@ class CompressConfig(_Config):
             rather than overfits).
         student_net: The students' builder (a registered name or ``module:function``); ``None``: the
             original network's builder.
+        student_sparsities: Pruning schedule applied to each student after distillation (stacked
+            candidates: distill, then prune, then int8), fine-tuned on the original's soft outputs
+            like the pruning above. Empty: students are not pruned.
         distill_epochs: Most epochs a student trains (early stopping on the validation loss, patience
             a fifth of them).
         temperature: Softmax temperature of the teacher's soft targets.
@@ -229,6 +232,7 @@ class CompressConfig(_Config):
     students: tuple[dict[str, Any], ...] = ({"hidden": [128], "dropout": 0.0}, {"hidden": [64], "dropout": 0.0},
                                             {"hidden": [32], "dropout": 0.0})
     student_net: str | None = None
+    student_sparsities: tuple[float, ...] = (0.5,)
     distill_epochs: int = 150
     temperature: float = 4.0
     alpha: float = 0.7
@@ -242,15 +246,17 @@ class CompressConfig(_Config):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("sparsities", "students", "calibrations"):
+        for name in ("sparsities", "student_sparsities", "students", "calibrations"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         _check(isinstance(self.budget, int | float) and self.budget >= 0,
                f"budget must be >= 0, but got {self.budget=}.", "budget")
         _check(self.objective in QUANTIZE_OBJECTIVES,
                f"objective must be one of {QUANTIZE_OBJECTIVES}, but got {self.objective=}.", "objective")
-        _check(all(isinstance(s, int | float) and 0 < s < 1 for s in self.sparsities)
-               and list(self.sparsities) == sorted(set(self.sparsities)),
-               f"sparsities must be increasing shares between 0 and 1, but got {self.sparsities=}.", "sparsities")
+        for name in ("sparsities", "student_sparsities"):
+            shares = getattr(self, name)
+            _check(all(isinstance(s, int | float) and 0 < s < 1 for s in shares)
+                   and list(shares) == sorted(set(shares)),
+                   f"{name} must be increasing shares between 0 and 1, but got {shares!r}.", name)
         _check(all(isinstance(s, dict) for s in self.students),
                f"students must be parameter mappings, but got {self.students=}.", "students")
         _check(all(c in CALIBRATIONS for c in self.calibrations),

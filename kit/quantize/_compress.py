@@ -127,6 +127,14 @@ def compress(bundle: ModelBundle, config: CompressConfig | None = None, *,
                                      epochs=config.distill_epochs, **common)
         networks.update({f"student{i + 1}": b for i, b in enumerate(students)})
         skipped += [f"distillation: {p}" for p in problems]
+        for i, student in enumerate(students if config.student_sparsities else []):  # stacked: distill, then prune
+            if stop():
+                break
+            more, why = prune(student, rows, config.student_sparsities, epochs=config.finetune_epochs, **common)
+            networks.update({f"student{i + 1}-pruned{round(s * 100)}": b
+                             for s, b in zip(config.student_sparsities, more, strict=False)})
+            if why:
+                skipped.append(f"pruning student{i + 1}: {why}")
         frame, runtimes, artifacts, int8 = _candidates(networks, scorer, rows, config, stop, tell, skipped)
         tell("timing every candidate together")
         _time(frame, runtimes, scorer, config)
