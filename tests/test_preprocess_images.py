@@ -78,7 +78,7 @@ def test_resize_policies_at_predict_time():
 @pytest.mark.parametrize(("value", "words"), [
     ("not base64 at all!", "base64"),
     (base64.b64encode(b"plain text").decode(), "not a PNG or JPEG"),
-    (12, "int"),
+    (12, "type int"),
 ])
 def test_bad_rows_are_named(value, words):
     pre = ImagePreprocessor().fit(TRAIN)

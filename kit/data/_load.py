@@ -10,6 +10,7 @@ from kit.config import DataConfig
 from kit.data._dataset import Dataset
 from kit.data.image import ImageDataset, is_image_source, load_images
 from kit.data.tabular import load_table
+from kit.preprocess import ImagePreprocessor, Preprocessor
 
 
 def load(
@@ -80,3 +81,10 @@ def resolve(data: DataLike, config: DataConfig | None = None) -> tuple[Dataset, 
             chosen = dataset.config
     dataset.config = chosen
     return dataset, chosen
+
+
+def preprocessor_for(dataset: Dataset, config: DataConfig) -> Preprocessor:
+    """The unfitted preprocessor for a dataset's kind: tabular, or image with the config's size, channels, resize."""
+    if isinstance(dataset, ImageDataset):
+        return ImagePreprocessor(config.image_size, config.channels or dataset.channels, config.resize)
+    return Preprocessor(config.unknown_category)

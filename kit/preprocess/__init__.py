@@ -11,8 +11,8 @@ loads its preprocessor without knowing which it is.
 
 from __future__ import annotations
 
-from kit.preprocess.image import IMAGE_FORMAT, MAX_PIXELS, ImagePreprocessor, decode_image, encode_png
+from kit.preprocess.image import IMAGE_FORMAT, MAX_PIXELS, DecodedImage, ImagePreprocessor, decode_image, encode_png
 from kit.preprocess.tabular import FORMAT, Preprocessor, cat_str, is_missing
 
-__all__ = ["FORMAT", "IMAGE_FORMAT", "MAX_PIXELS", "ImagePreprocessor", "Preprocessor", "cat_str", "decode_image",
-           "encode_png", "is_missing"]
+__all__ = ["FORMAT", "IMAGE_FORMAT", "MAX_PIXELS", "DecodedImage", "ImagePreprocessor", "Preprocessor", "cat_str",
+           "decode_image", "encode_png", "is_missing"]

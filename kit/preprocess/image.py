@@ -23,166 +23,37 @@ array ``(height, width[, channels])``. The network gets float32 ``(n, channels, 
 from __future__ import annotations
 
 import base64
-import binascii
-import io
 import json
-import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from kit.errors import DataError, NotFittedError, SchemaError
+from kit.preprocess._decode import (
+    FORMATS,
+    GRAY_MODES,
+    MAX_PIXELS,
+    DecodedImage,
+    ImageProblem,
+    decode_image,
+    decode_row,
+    detect_channels,
+    encode_png,
+    open_image,
+    to_bytes,
+)
 from kit.preprocess.tabular import Preprocessor
+
+__all__ = ["FEATURE", "FORMATS", "GRAY_MODES", "IMAGE_FORMAT", "MAX_PIXELS", "DecodedImage", "ImagePreprocessor",
+           "ImageProblem", "decode_image", "decode_row", "detect_channels", "encode_png", "open_image", "to_bytes"]
 
 IMAGE_FORMAT = "kit.image-preprocessor/1"
 FEATURE = "image"
 """The input field holding the image (the schema's one feature)."""
-MAX_PIXELS = 40_000_000
-"""Most pixels (width x height) one image may have: about a 7,000 x 5,700 photo. Larger is refused unread."""
-FORMATS = ("PNG", "JPEG")
 RESIZE_POLICIES = ("stretch", "pad", "none")
 _CHUNK = 4096
-
-
-class ImageProblem(ValueError):
-    """Why one image cannot be used; the caller names the file or the row."""
-
-
-def _mode(channels: int) -> str:
-    return "L" if channels == 1 else "RGB"
-
-
-def open_image(data: bytes | Path, max_pixels: int = MAX_PIXELS) -> Any:
-    """Open a PNG or JPEG lazily (the header only) and check its pixel count.
-
-    Raises:
-        ImageProblem: Not a PNG/JPEG, unreadable, or more than ``max_pixels`` pixels.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    source: Any = str(data) if isinstance(data, Path) else io.BytesIO(data)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(source, formats=list(FORMATS))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageProblem(f"has too many pixels ({exc})") from None
-    except UnidentifiedImageError:
-        raise ImageProblem("is not a PNG or JPEG image") from None
-    except OSError as exc:
-        raise ImageProblem(f"cannot be read: {exc}") from None
-    width, height = img.size
-    if width * height > max_pixels:
-        raise ImageProblem(f"has {width}x{height} = {width * height:,} pixels, more than the limit of "
-                           f"{max_pixels:,}")
-    if width < 1 or height < 1:
-        raise ImageProblem(f"has no pixels ({width}x{height})")
-    return img
-
-
-GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
-"""Pillow modes that are grayscale: a folder of only these is loaded with one channel."""
-
-
-def detect_channels(value: Any, max_pixels: int = MAX_PIXELS) -> int:
-    """1 for a grayscale image or array, else 3.
-
-    Raises:
-        ImageProblem: If the value is not a usable image.
-    """
-    raw = to_bytes(value)
-    if isinstance(raw, np.ndarray):
-        return 1 if raw.ndim == 2 or raw.shape[-1] == 1 else 3
-    return 1 if open_image(raw, max_pixels).mode in GRAY_MODES else 3
-
-
-def _from_array(value: np.ndarray, max_pixels: int) -> Any:
-    from PIL import Image
-
-    if value.dtype != np.uint8:
-        raise ImageProblem(f"is an array of {value.dtype}; pass uint8 pixels (0-255)")
-    if value.ndim == 3 and value.shape[2] == 1:
-        value = value[:, :, 0]
-    if value.ndim not in (2, 3) or (value.ndim == 3 and value.shape[2] not in (3, 4)):
-        raise ImageProblem(f"is an array of shape {value.shape}; expected (height, width) or (height, width, 1|3|4)")
-    if value.shape[0] * value.shape[1] > max_pixels:
-        raise ImageProblem(f"has {value.shape[0] * value.shape[1]:,} pixels, more than the limit of {max_pixels:,}")
-    return Image.fromarray(np.ascontiguousarray(value))
-
-
-def to_bytes(value: Any) -> bytes | Path | np.ndarray:
-    """A row's image value as file bytes, a path or an array (base64 text decoded).
-
-    Raises:
-        ImageProblem: Text that is not base64, or a value of another type.
-    """
-    if isinstance(value, np.ndarray | Path):
-        return value
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("data:"):
-            text = text.partition(",")[2]
-        try:
-            return base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise ImageProblem("is not valid base64 text") from None
-    raise ImageProblem(f"is a {type(value).__name__}; send a base64 PNG or JPEG string")
-
-
-def decode_image(value: Any, channels: int, size: tuple[int, int] | None = None, resize: str = "stretch",
-                 max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode one image to uint8 ``(height, width, channels)`` pixels.
-
-    Args:
-        value: Base64 text, PNG/JPEG bytes, a path, or a uint8 array.
-        channels: 1 or 3.
-        size: ``(height, width)`` to return, or ``None`` for the image's own size.
-        resize: ``stretch``, ``pad`` or ``none`` (another size is refused).
-        max_pixels: The pixel limit checked from the header.
-
-    Returns:
-        The pixels and the image's own ``(height, width)`` before resizing.
-
-    Raises:
-        ImageProblem: Saying what is wrong (the caller names the file or row).
-    """
-    from PIL import Image, ImageOps
-
-    raw = to_bytes(value)
-    if isinstance(raw, np.ndarray) and raw.dtype == np.uint8 and raw.ndim in (2, 3):
-        shaped = raw.reshape(raw.shape[0], raw.shape[1], -1)
-        if shaped.shape[2] == channels and (size is None or shaped.shape[:2] == tuple(size)):
-            return shaped, (int(raw.shape[0]), int(raw.shape[1]))  # already what the model takes
-    img = _from_array(raw, max_pixels) if isinstance(raw, np.ndarray) else open_image(raw, max_pixels)
-    original = (img.size[1], img.size[0])
-    try:
-        img = img.convert(_mode(channels))  # decodes: a truncated file fails here
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageProblem(f"cannot be decoded ({exc})") from None
-    if size is not None and original != tuple(size):
-        if resize == "none":
-            raise ImageProblem(f"is {original[0]}x{original[1]} (height x width) but the model takes "
-                               f"{size[0]}x{size[1]} images and was trained without resizing")
-        target = (int(size[1]), int(size[0]))
-        if resize == "pad":
-            img = ImageOps.pad(img, target, method=Image.Resampling.BILINEAR, color=0)
-        else:
-            img = img.resize(target, Image.Resampling.BILINEAR)
-    pixels = np.asarray(img, dtype=np.uint8)
-    return pixels.reshape(pixels.shape[0], pixels.shape[1], channels), original
-
-
-def encode_png(pixels: np.ndarray) -> bytes:
-    """PNG bytes of uint8 pixels ``(height, width)`` or ``(height, width, 1|3)``."""
-    img = _from_array(np.asarray(pixels), max_pixels=2**62)
-    buffer = io.BytesIO()
-    img.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 class ImagePreprocessor(Preprocessor):
@@ -230,9 +101,7 @@ class ImagePreprocessor(Preprocessor):
             self.resize_ = "none"
         else:
             self.image_size_, self.resize_ = self.image_size, self.resize
-        self.feature_names_in_ = [FEATURE]
-        self.kinds_ = {FEATURE: "image"}
-        self.constant_ = {}
+        self._one_feature()
         images = self.pixels(X)
         total = np.zeros(self.channels_)
         squares = np.zeros(self.channels_)
@@ -261,6 +130,11 @@ class ImagePreprocessor(Preprocessor):
         """The network's input per row: ``(channels, height, width)``."""
         self._check_fitted()
         return (self.channels_, *self.image_size_)
+
+    @property
+    def network_input(self) -> tuple[int, int, int]:
+        """What an image builder is called with first: ``(channels, height, width)``."""
+        return self.input_shape
 
     @property
     def n_features_out(self) -> int:
@@ -392,10 +266,28 @@ class ImagePreprocessor(Preprocessor):
         self.resize_ = str(state["resize"])
         self.mean_ = [float(v) for v in state["mean"]]
         self.std_ = [float(v) for v in state["std"]]
+        self._one_feature()
+        return self
+
+    def _one_feature(self) -> None:
+        """The tabular preprocessor's fitted names, for code that reads them: one ``image`` feature, no statistics."""
         self.feature_names_in_ = [FEATURE]
         self.kinds_ = {FEATURE: "image"}
         self.constant_ = {}
-        return self
+        self.medians_, self.means_, self.scales_ = {}, {}, {}
+        self.categories_, self.modes_ = {}, {}
+
+    def decode_row(self, value: Any, row: int) -> DecodedImage:
+        """Check and decode one request value for this model (the service does it before batching).
+
+        Raises:
+            SchemaError: Naming the row: bad base64, not a PNG/JPEG, truncated, too many pixels, or
+                another size when resizing is off.
+        """
+        try:
+            return decode_row(value, self.channels_, self.image_size_, self.resize_, self.max_pixels)
+        except ImageProblem as exc:
+            raise SchemaError(f"row {row}: the {FEATURE} {exc}", field=FEATURE, row=row) from None
 
     def to_json(self) -> str:
         """Fitted state as a JSON string (floats round-trip exactly)."""

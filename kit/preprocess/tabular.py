@@ -150,6 +150,11 @@ class Preprocessor:
         self._check_fitted()
         return len(self.output_names_)
 
+    @property
+    def network_input(self) -> int | tuple[int, ...]:
+        """What a network builder is called with first: the input width (an image preprocessor: its shape)."""
+        return self.n_features_out
+
     # -- input checking ------------------------------------------------------------------------
     def columns(self, X: Any) -> tuple[Columns, int]:
         """Validate raw input and return it column by column.
