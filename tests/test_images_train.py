@@ -210,3 +210,14 @@ def test_kit_predict_scores_a_folder_and_a_zip_offline(result, folder, tmp_path,
     assert pd.read_csv(tmp_path / "zip.csv", dtype={"prediction": str})["prediction"].tolist() == list(expected)
     errors = pd.read_csv(tmp_path / "zip.errors.csv")
     assert errors["file"].tolist() == ["3/broken.png"] and "not a PNG or JPEG" in errors["error"][0]
+
+
+def test_tuning_searches_the_cnn_parameters(folder, tmp_path):
+    from kit.tune import default_space, tune
+
+    assert {"net.width", "dropout"} <= set(default_space("cnn"))
+    config = kit.TuneConfig(n_trials=2, epochs=1, storage=f"sqlite:///{tmp_path}/study.db", run_dir=str(tmp_path),
+                            space={"net.width": "int(4, 8)", "lr": "float(1e-3, 3e-3, log)"})
+    out = tune(folder, config, train=kit.TrainConfig(net="cnn", epochs=1, patience=0))
+    assert 4 <= out.best_config.net_params["width"] <= 8
+    assert out.bundle.kind == "image" and out.bundle.spec["params"]["width"] == out.best_config.net_params["width"]
