@@ -221,3 +221,25 @@ def test_tuning_searches_the_cnn_parameters(folder, tmp_path):
     out = tune(folder, config, train=kit.TrainConfig(net="cnn", epochs=1, patience=0))
     assert 4 <= out.best_config.net_params["width"] <= 8
     assert out.bundle.kind == "image" and out.bundle.spec["params"]["width"] == out.best_config.net_params["width"]
+
+
+def test_the_release_gate_checks_an_image_model(result):
+    from kit import gate
+
+    report = gate.check(result.bundle)
+    checks = {c.name: c for c in report.checks}
+    assert report.passed, report
+    assert checks["missing_robustness"].skipped and "imputes nothing" in checks["missing_robustness"].reason
+    assert checks["explanation_stability"].details["top_a"][0].startswith("pixel(y=")
+
+
+def test_kit_explain_on_an_image_bundle_saves_the_overlay_and_the_map(result, tmp_path, capsys):
+    from kit.cli import main
+
+    bundle_dir = result.bundle.save(tmp_path / "bundle")
+    out = tmp_path / "explained"
+    assert main(["explain", "--bundle", str(bundle_dir), "--rows", "4", "--background-size", "20",
+                 "--out", str(out)]) == 0
+    assert "explained 4 test images" in capsys.readouterr().out
+    assert (out / "plots" / "shap_overlay.png").stat().st_size > 0 and (out / "plots" / "shap_global_map.png").exists()
+    assert ModelBundle.load(out).explanation.background_size == 20
