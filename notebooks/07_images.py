@@ -77,7 +77,8 @@ else:
         path = folder / str(label) / f"{i:04d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(encode_png(np.round(image * 255 / 16).astype(np.uint8)))
-config = kit.DataConfig(source=str(folder), image_size=(image_size, image_size) if image_size else None)
+size = (image_size, image_size) if image_size else None
+config = kit.DataConfig(source=str(folder), kind="image", image_size=size)  # kind: a folder of images, always
 ds = kit.load(config)
 print(f"{len(ds.frame)} images of {ds.image_size[0]}x{ds.image_size[1]}x{ds.channels} in {len(ds.label_names)} "
       f"classes; {ds.images.nbytes / 2**20:.2f} MB decoded")
