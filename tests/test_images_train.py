@@ -243,3 +243,31 @@ def test_kit_explain_on_an_image_bundle_saves_the_overlay_and_the_map(result, tm
     assert "explained 4 test images" in capsys.readouterr().out
     assert (out / "plots" / "shap_overlay.png").stat().st_size > 0 and (out / "plots" / "shap_global_map.png").exists()
     assert ModelBundle.load(out).explanation.background_size == 20
+
+
+def test_the_data_panel_loads_an_image_folder_and_draws_a_sample_grid(folder, tmp_path):
+    from kit.data import ImageDataset
+    from kit.ui import DataPanel, Session
+
+    session = Session(output_dir=tmp_path, smoke=True)
+    panel = DataPanel(session)
+    assert "digits_images" in panel.source.options
+    panel.source.value = panel.source.options[-1]  # a path: the folder
+    panel.path.value = str(folder)
+    panel.button.click()
+    assert panel.job.wait(120)
+    assert isinstance(session.dataset, ImageDataset) and "1797 rows" in panel.table.value
+    assert panel.plot.value  # the grid of samples with their labels
+
+
+def test_kit_train_on_a_folder_with_augmentation(folder, tmp_path):
+    from kit.cli import main
+    from kit.ui.train_view import cli_command
+
+    out = tmp_path / "cli"
+    assert main(["train", "--data", str(folder), "--net", "cnn", "--epochs", "1", "--patience", "0",
+                 "--augment", "flip,shift", "--no-baselines", "--out", str(out), "-q"]) == 0
+    bundle = ModelBundle.load(out)
+    assert bundle.kind == "image" and bundle.configs["train"]["augment"] == ["flip", "shift"]
+    # The wizard's command-line twin says the same.
+    assert "--augment flip,shift" in cli_command(kit.TrainConfig(net="cnn", augment=("flip", "shift")))
