@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/notebooks.py
 	$(BIN)/python bench/reliability.py
 	$(BIN)/python bench/batch.py
+	$(BIN)/python bench/images.py
 
 report: $(STAMP)
 	$(BIN)/kit run --smoke

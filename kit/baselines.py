@@ -60,8 +60,8 @@ def fit_baselines(train: Part, evaluate: Mapping[str, Part], preprocessor: Prepr
     Returns:
         The section to store under ``bundle.sections["baselines"]``.
     """
-    x_train = preprocessor.transform(train.X)
-    x = {name: preprocessor.transform(part.X) for name, part in evaluate.items()}
+    x_train = preprocessor.transform(train.X).reshape(len(train), -1)  # images: flattened pixels
+    x = {name: preprocessor.transform(part.X).reshape(len(part), -1) for name, part in evaluate.items()}
     parts = [train, *evaluate.values()]
     n_classes = 0 if task == "regression" else 1 + int(max(p.y.max(initial=0) for p in parts))
     models: dict[str, dict[str, Any]] = {}

@@ -34,7 +34,7 @@ from kit._json import strict_json_default
 from kit.config import DataConfig
 from kit.errors import DataError, IntegrityError, KitError
 from kit.prediction import Prediction, softmax
-from kit.preprocess import Preprocessor
+from kit.preprocess import ImagePreprocessor, Preprocessor
 from kit.runtime import Runtime, get_runtime
 from kit.sections import (
     SECTION_TYPES,
@@ -91,9 +91,14 @@ class ModelBundle:
         return list(self.preprocessor.feature_names_in_)
 
     @property
+    def kind(self) -> str:
+        """``table`` or ``image``: which input path the service, the batch scorer and drift take."""
+        return "image" if isinstance(self.preprocessor, ImagePreprocessor) else "table"
+
+    @property
     def schema(self) -> dict[str, Any]:
-        """The input/output contract: features with kinds and categories, task, labels."""
-        return {"features": self.preprocessor.schema(), "target": self.target, "task": self.task,
+        """The input/output contract: the kind, features with kinds and categories, task, labels."""
+        return {"kind": self.kind, "features": self.preprocessor.schema(), "target": self.target, "task": self.task,
                 "labels": self.label_names, "unknown_category": self.preprocessor.unknown_category,
                 "constant": self.preprocessor.constant_}
 

@@ -206,8 +206,10 @@ def _network(b: ModelBundle) -> list[Block]:
     check = ("not made yet (bundle.save makes it)" if not export else f"failed: {export['error']}" if "error" in export
              else f"{export.get('exporter')} exporter, opset {export.get('opset')}, max abs diff vs torch "
                   f"{_fmt(export.get('max_abs_diff'))} at batch sizes {_fmt(export.get('batch_sizes_checked'))}")
+    shown_input = (f"image (channels, height, width) = {net.shape}" if net.input_shape
+                   else f"{net.input} ({net.n_in} columns after preprocessing)")
     rows = {"builder": net.builder, "defined in": net.target, "parameters": net.params or "(defaults)",
-            "builder defaults": net.defaults, "input": f"{net.input} ({net.n_in} columns after preprocessing)",
+            "builder defaults": net.defaults, "input": shown_input,
             "outputs": net.n_out, "source sha256": net.source_sha256 or "not recorded (older bundle)",
             "source recorded as": net.source_kind, "ONNX export": check}
     blocks = [Block("p", "The network is rebuilt by importing its builder (never from stored code); the torch runtime "

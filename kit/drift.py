@@ -87,3 +87,43 @@ def report(ref: dict[str, dict[str, Any]], X: pd.DataFrame) -> dict[str, float]:
             expected = np.append(expected, 0.0)
         out[name] = psi(expected, shares(r, X[name].tolist()))
     return out
+
+
+def image_stats(pixels: np.ndarray, sizes: np.ndarray | None = None) -> pd.DataFrame:
+    """What image drift is measured on: per image, each channel's mean and std (0-255) and the file's size.
+
+    Args:
+        pixels: uint8 ``(n, height, width, channels)`` as the model takes them.
+        sizes: Each image's own ``(height, width)`` before resizing, ``(n, 2)``; ``None``: no size columns.
+
+    Returns:
+        One row per image: ``image.mean.<channel>``, ``image.std.<channel>`` (``L`` for grayscale,
+        ``R``/``G``/``B``), ``image.height``, ``image.width``. The training reference of an image
+        bundle is :func:`reference` of these columns, so PSI and the KS tests treat them like numbers.
+    """
+    names = ["L"] if pixels.shape[-1] == 1 else ["R", "G", "B"]
+    flat = pixels.reshape(len(pixels), -1, pixels.shape[-1]).astype(np.float32)
+    out: dict[str, np.ndarray] = {}
+    for j, name in enumerate(names):
+        out[f"image.mean.{name}"] = flat[:, :, j].mean(axis=1).astype(np.float64)
+        out[f"image.std.{name}"] = flat[:, :, j].std(axis=1).astype(np.float64)
+    if sizes is not None:
+        sizes = np.asarray(sizes, dtype=np.float64).reshape(-1, 2)
+        out["image.height"], out["image.width"] = sizes[:, 0], sizes[:, 1]
+    return pd.DataFrame(out)
+
+
+def training_reference(dataset: Any, train_X: Any, pre: Any) -> dict[str, Any]:
+    """A bundle's drift reference: the training split's columns, or for images per-image statistics.
+
+    For images the intensity statistics come from the training split and the sizes from every file
+    of the training data (the split keeps no file sizes).
+    """
+    from kit.data import ImageDataset
+
+    if isinstance(dataset, ImageDataset):
+        stats = image_stats(pre.pixels(train_X))
+        sizes = pd.DataFrame({"image.height": dataset.sizes[:, 0], "image.width": dataset.sizes[:, 1]})
+        return {**reference(stats, dict.fromkeys(stats.columns, "numeric")),
+                **reference(sizes, dict.fromkeys(sizes.columns, "numeric"))}
+    return reference(train_X, pre.kinds_)

@@ -26,15 +26,18 @@ import numpy as np
 
 from kit import metrics as km
 from kit.config import DataConfig, TrainConfig
-from kit.data import DataLike, Dataset, Splits, resolve
+from kit.data import DataLike, Dataset, ImageDataset, Splits, preprocessor_for, resolve
 from kit.errors import ConfigError, require
-from kit.preprocess import Preprocessor
 
 if TYPE_CHECKING:
     from torch import nn
 
     from kit.bundle import ModelBundle
     from kit.sections import BaselinesSection
+
+
+BASELINE_MAX_INPUTS = 4096
+"""Baselines are fitted when the network's input has at most this many values per row (tables; images up to 64x64)."""
 
 
 @dataclass
@@ -245,6 +248,7 @@ def train(
     """
     torch = require("torch", "train")
     from kit import drift, nets
+    from kit._train_inputs import inputs_for
     from kit.bundle import ModelBundle
 
     config = config or TrainConfig()
@@ -254,7 +258,10 @@ def train(
     monitor = _monitor(config, task)
     higher = monitor != "valid_loss" and km.HIGHER_IS_BETTER[monitor]
 
-    pre = Preprocessor(data_config.unknown_category).fit(splits.train.X)
+    images = isinstance(dataset, ImageDataset)
+    if config.augment and not images:
+        raise ConfigError(f"augment {list(config.augment)} is for images; {dataset.name!r} is a table", field="augment")
+    pre = preprocessor_for(dataset, data_config).fit(splits.train.X)
     device = torch.device(pick_device(config.device))
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
@@ -276,10 +283,10 @@ def train(
     train_loss_fn = loss_fn
     if task != "regression" and config.label_smoothing:
         train_loss_fn = functools.partial(loss_fn, label_smoothing=config.label_smoothing)
-    xtr = tensor(pre.transform(splits.train.X), torch.float32)
-    xva = tensor(pre.transform(splits.valid.X), torch.float32)
+    xtr = inputs_for(pre, splits.train.X, device, config.augment)  # images stay uint8 until a batch is drawn
+    xva = inputs_for(pre, splits.valid.X, device)
 
-    spec, model, source = nets.prepare(config, pre.n_features_out, n_out)  # every contract check, before epoch 1
+    spec, model, source = nets.prepare(config, pre.network_input, n_out)  # every contract check, before epoch 1
     model = model.to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -296,7 +303,7 @@ def train(
     def evaluate() -> tuple[float, float, dict[str, float]]:
         model.eval()
         with torch.no_grad():
-            out = model(xva)
+            out = xva.outputs(model)
         objective, extra = float(train_loss_fn(out, yva)), {}
         if monitor in ("valid_loss", "log_loss", "rmse"):
             loss = objective if monitor == "valid_loss" else float(loss_fn(out, yva))
@@ -331,7 +338,7 @@ def train(
                 lr = lr_at(step, total, warmup, config)
                 for group in opt.param_groups:
                     group["lr"] = lr
-                loss = train_loss_fn(model(xtr[idx]), ytr[idx])
+                loss = train_loss_fn(model(xtr.batch(idx, gen)), ytr[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -369,12 +376,12 @@ def train(
         configs={"data": data_config.to_dict(), "train": config.to_dict()},
         lineage={**lineage(dataset, data_config.seed), "device": str(device), "best_epoch": best_epoch,
                  "epochs_run": len(history), "stopped": stopped},
-        history=history, reference=drift.reference(splits.train.X, pre.kinds_),
+        history=history, reference=drift.training_reference(dataset, splits.train.X, pre),
         artifacts={nets.SOURCE_ARTIFACT: source.text.encode("utf-8")},
     )
     bundle.metrics = {"valid": bundle.evaluate(splits.valid.X, dataset.decode_target(splits.valid.y)),
                       "test": bundle.evaluate(splits.test.X, dataset.decode_target(splits.test.y))}
-    if baselines:
+    if baselines and pre.n_features_out <= BASELINE_MAX_INPUTS:  # images: only small ones (flattened pixels)
         from kit.baselines import fit_baselines
 
         section = fit_baselines(splits.train, {"valid": splits.valid, "test": splits.test}, pre, task,

@@ -42,7 +42,7 @@ def test_notebooks_are_py_percent_files_paired_with_an_ipynb():
     config = tomllib.loads((folder / "jupytext.toml").read_text())
     assert config["formats"] == "ipynb,py:percent"
     assert [p.stem for p in SOURCES] == ["00_quickstart", "01_data_train", "02_tune", "03_explain",
-                                         "04_quantize", "05_package_serve", "06_custom_network"]
+                                         "04_quantize", "05_package_serve", "06_custom_network", "07_images"]
     # No notebook without its .py (kit run executes every NN_*.ipynb it finds).
     assert sorted(p.stem for p in folder.glob("[0-9][0-9]_*.ipynb")) == [p.stem for p in SOURCES]
 
@@ -138,7 +138,7 @@ def store_has(home: Path, kind: str, tag: str) -> bool:
 def test_every_notebook_ran_and_the_index_links_them(report: Report):
     assert report.ok, [r.error for r in report.runs if not r.ok]
     assert [r.name for r in report.runs] == ["00_quickstart", "01_data_train", "02_tune", "03_explain",
-                                             "04_quantize", "05_package_serve", "06_custom_network"]
+                                             "04_quantize", "05_package_serve", "06_custom_network", "07_images"]
     index = report.index.read_text()
     assert all(f"{r.name}.html" in index for r in report.runs)
     summary = json.loads((report.folder / "summary.json").read_text())
@@ -268,6 +268,20 @@ def test_custom_network_notebook(report: Report, bento_home: Path):
     assert res["runtime"]["name"] == "onnxruntime" and store_has(bento_home, "models", res["served"]["tag"])
     bundle = ModelBundle.load(res["bundle_path"])
     assert bundle.net.builder == "resnet_tab" and "class ResidualNet" in bundle.artifacts["network_source.txt"].decode()
+
+
+def test_images_notebook(report: Report, bento_home: Path):
+    res = results(report, "07_images")
+    # The digits written as PNG files into class folders, trained with the smoke profile (8 epochs: the
+    # issue's 0.97 holds for the full run too, measured at 1.000, and in tests/test_images_train.py).
+    assert res["images"] == {"count": 1797, "shape": [1, 8, 8], "classes": 10}
+    assert res["metrics"]["test"]["accuracy"] >= 0.9
+    assert res["explanation"]["method"] == "deep" and res["explanation"]["additivity_error"] < 1e-4
+    assert res["quantization"]["int8_static_drop"] <= 0.01 and res["runtime"]["variant"] == "ort-int8-static"
+    assert res["served"]["matches_notebook"] is True and res["served"]["rows"] == 270
+    assert store_has(bento_home, "models", res["served"]["tag"]) and res["batch"]["scored"] == 1797
+    # The sample grid, the loss curves, the SHAP overlay and the global map are drawn.
+    assert len(figures(report, "07_images")) >= 4
 
 
 def test_broken_cell_exits_nonzero_naming_notebook_and_cell(tmp_path: Path, capfd):

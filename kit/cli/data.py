@@ -26,6 +26,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         except ValueError:
             raise ConfigError(f"--hidden must be integers separated by commas, but got {args.hidden!r}",
                               field="hidden") from None
+    if args.augment:
+        fields["augment"] = tuple(a.strip() for a in args.augment.split(",") if a.strip())
     result = train(data_config(args), TrainConfig().replace(**fields, **net_fields(args)), progress=not args.quiet,
                    baselines=not args.no_baselines)
     out = result.bundle.save(args.out)
@@ -76,6 +78,7 @@ def register(sub: Any) -> None:
     p.add_argument("--monitor", help="validation metric of early stopping (default auto: the training objective "
                                      "for classifiers, RMSE for regression)")
     p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--augment", help="images: light augmentation of training batches, e.g. flip,shift (default none)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

@@ -19,6 +19,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     config = ExplainConfig(**given(args, rows="rows", method="method", background_size="background_size",
                                    background_kind="background_kind", seed="seed"))
     data = bundle.reload_data(args.data)  # the recorded data, unchanged, unless --data names another file
+    if bundle.kind == "image":
+        return _explain_images(args, bundle, data, config)
     ex = explain(bundle, data.splits.test.X.iloc[: config.rows], background=data.splits.train.X, config=config)
     print(f"{ex.method} ({ex.why})")
     print(f"explained {len(ex.values)} test rows: {ex.output}; additivity error {ex.additivity_error:.2e}; "
@@ -37,11 +39,32 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain_images(args: argparse.Namespace, bundle: Any, data: Any, config: ExplainConfig) -> int:
+    """Per-pixel SHAP of an image model: the overlay and the global map as plots, the background stored."""
+    from kit.explain import attach_images, explain_images
+
+    ex = explain_images(bundle, data.splits.test.X.iloc[: config.rows], background=data.splits.train.X,
+                        config=config)
+    print(f"{ex.method} ({ex.why})")
+    print(f"explained {len(ex.values)} test images: {ex.output}; additivity error {ex.additivity_error:.2e}; "
+          f"{ex.elapsed:.2f} s")
+    plots_dir = Path(args.plots) if args.plots else (Path(args.out) / "plots" if args.out else None)
+    if plots_dir is not None:
+        plots_dir.mkdir(parents=True, exist_ok=True)
+        ex.plot_overlay().savefig(plots_dir / "shap_overlay.png", dpi=110, bbox_inches="tight")
+        ex.plot_global().savefig(plots_dir / "shap_global_map.png", dpi=110, bbox_inches="tight")
+        print(f"plots saved to {plots_dir}")
+    if args.out:
+        print(f"bundle with the stored explanation saved to {attach_images(bundle, ex).save(args.out)}")
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add ``explain``."""
     p = sub.add_parser("explain", help="SHAP explanation of a saved bundle",
                        description="Explain a bundle's test rows with SHAP (background: training rows), "
-                                   "print the global ranking, save plots and the bundle with the explanation.")
+                                   "print the global ranking, save plots and the bundle with the explanation. An "
+                                   "image model gets per-pixel values: the overlay and the mean |SHAP| map.")
     p.add_argument("--bundle", required=True, help="bundle directory")
     p.add_argument("--rows", type=int, help="test rows to explain (default 200)")
     p.add_argument("--out", help="write the bundle with the stored explanation here (plots in OUT/plots)")

@@ -158,14 +158,16 @@ def register(sub: Any) -> None:
     p.add_argument("--reason", default="rollback")
     p.set_defaults(func=_cmd_rollback)
 
-    p = sub.add_parser("predict", help="score a CSV or Parquet file offline (one process, or Spark)",
+    p = sub.add_parser("predict", help="score a CSV or Parquet file, or a folder or ZIP of images, offline",
                        description="Offline batch scoring through the same predict path as the service. "
                                    "Output columns: the --keep columns, prediction, proba_<label> per class "
-                                   "(or the value), model_tag.")
+                                   "(or the value), model_tag. An image model scores a folder or ZIP of "
+                                   "images: file, prediction, proba_<label>, model_tag.")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--tag", help="model NAME:VERSION or NAME (default: latest promoted)")
     which.add_argument("--bundle", help="a bundle directory instead of a stored model")
-    p.add_argument("input", help=".csv or .parquet file (spark: any path, directory or URI Spark reads)")
+    p.add_argument("input", help=".csv or .parquet file (spark: any path, directory or URI Spark reads); an image "
+                                 "model: a folder of images or a .zip")
     p.add_argument("output", help="local: a .csv or .parquet file; spark: a directory (.csv in its name: CSV)")
     p.add_argument("--engine", choices=["local", "spark"], default="local",
                    help="local: stream in this process (default); spark: Apache Spark, resumable parts")

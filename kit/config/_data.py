@@ -22,6 +22,17 @@ class DataConfig(_Config):
         seed: Seed of the split.
         unknown_category: What predict does with a category never seen in training:
             ``"error"`` (refuse, naming the column) or ``"ignore"`` (all-zero one-hot).
+        kind: ``"auto"`` (a folder or ``digits_images`` is an image dataset, anything else a table),
+            ``"table"`` or ``"image"``.
+        image_size: Images only: ``(height, width)`` every image is resized to; ``None`` keeps the
+            files' own size, which must then be the same for every image.
+        channels: Images only: 1 (grayscale) or 3 (RGB); ``None`` detects it (1 when every file is
+            grayscale, else 3).
+        resize: Images only, how an image of another size becomes ``image_size``: ``"stretch"``
+            (bilinear, aspect ratio not kept) or ``"pad"`` (scaled to fit, keeping the aspect ratio,
+            and centred on black).
+        max_image_mb: Images only: the most memory the decoded training images may take (uint8,
+            height x width x channels bytes each); a larger folder is refused before decoding.
     """
 
     source: str = "breast_cancer"
@@ -31,6 +42,11 @@ class DataConfig(_Config):
     test_size: float = 0.15
     seed: int = 0
     unknown_category: str = "error"
+    kind: str = "auto"
+    image_size: tuple[int, int] | None = None
+    channels: int | None = None
+    resize: str = "stretch"
+    max_image_mb: int = 4096
 
     def __post_init__(self) -> None:
         _check(bool(self.source), f"source must name a dataset or file, but got {self.source=}.", "source")
@@ -46,6 +62,23 @@ class DataConfig(_Config):
         _check(self.unknown_category in ("error", "ignore"),
                f"unknown_category must be 'error' or 'ignore', but got {self.unknown_category=}.",
                "unknown_category")
+        _check(self.kind in KINDS, f"kind must be one of {KINDS}, but got {self.kind=}.", "kind")
+        if self.image_size is not None:
+            size = self.image_size
+            ok = not isinstance(size, str | int) and len(size) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)
+            _check(ok, f"image_size must be (height, width) in pixels, but got {self.image_size=}.", "image_size")
+            object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))
+        _check(self.channels in (None, 1, 3), f"channels must be 1, 3 or None (detect), but got {self.channels=}.",
+               "channels")
+        _check(self.resize in RESIZE, f"resize must be one of {RESIZE}, but got {self.resize=}.", "resize")
+        _check(isinstance(self.max_image_mb, int) and self.max_image_mb >= 1,
+               f"max_image_mb must be an integer >= 1, but got {self.max_image_mb=}.", "max_image_mb")
+
+
+KINDS = ("auto", "table", "image")
+RESIZE = ("stretch", "pad")
+AUGMENT = ("flip", "shift")
 
 
 ACTIVATIONS = ("relu", "gelu", "silu", "tanh")
@@ -92,6 +125,9 @@ class TrainConfig(_Config):
             ``valid_loss`` for classifiers, RMSE for regression.
         seed: Seed of weights init and batch order: same seed, same metrics.
         device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
+        augment: Images only, light augmentation of training batches (off by default): ``"flip"``
+            (a random half of the images mirrored left-right) and ``"shift"`` (each image moved by up
+            to 1/8 of its size, the edge repeated). Validation, test and serving never augment.
     """
 
     net: str = "mlp"
@@ -111,6 +147,7 @@ class TrainConfig(_Config):
     monitor: str = "auto"
     seed: int = 0
     device: str = "auto"
+    augment: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -148,6 +185,9 @@ class TrainConfig(_Config):
                "warmup_epochs")
         _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                f"device must be auto, cpu or cuda, but got {self.device=}.", "device")
+        _check(not isinstance(self.augment, str) and all(a in AUGMENT for a in self.augment),
+               f"augment must be a list of {AUGMENT}, but got {self.augment=}.", "augment")
+        object.__setattr__(self, "augment", tuple(dict.fromkeys(self.augment)))
 
     def net_kwargs(self) -> dict[str, Any]:
         """The builder's parameters: ``net_params`` plus the shorthand fields that are set."""

@@ -21,9 +21,14 @@ standard deviation for regression, 1 otherwise). Otherwise GradientExplainer, th
 sampling of Shapley values (model-agnostic: it calls ``bundle.infer``, so it also explains ONNX or
 int8 runtimes). ``Explanation.why`` records each step of that choice.
 
-Modules: ``_explain`` (engine choice, additivity), ``_engines`` (deep, gradient, permutation, kernel and
-their per-bundle cache), ``_background`` (rows and backgrounds), ``_explanation`` (the result),
-``_plots`` (matplotlib figures).
+**Images** (``explain_images``): SHAP values per pixel and channel, DeepLIFT when every layer has a
+rule, else GradientExplainer, additivity checked; ``ImageExplanation.plot_overlay`` (the image with
+the map of its class) and ``plot_global`` (mean |SHAP| per pixel); ``attach_images`` stores the
+background images (safetensors) so ``/explain`` answers per-pixel maps as nested arrays.
+
+Modules: ``_explain`` (engine choice, additivity), ``_images`` (per-pixel values of image models),
+``_engines`` (deep, gradient, permutation, kernel and their per-bundle cache), ``_background`` (rows and
+backgrounds), ``_explanation`` (the result), ``_plots`` (matplotlib figures).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from kit.config import ExplainConfig
 from kit.explain._background import attach, make_background, rows_frame, stored_background
 from kit.explain._explain import explain
 from kit.explain._explanation import BACKGROUND_ARTIFACT, Explanation
+from kit.explain._images import IMAGE_BACKGROUND, ImageExplanation, attach_images, explain_images
 
-__all__ = ["BACKGROUND_ARTIFACT", "METHODS", "OUTPUTS", "ExplainConfig", "Explanation", "attach", "explain",
-           "make_background", "rows_frame", "stored_background"]
+__all__ = ["BACKGROUND_ARTIFACT", "IMAGE_BACKGROUND", "METHODS", "OUTPUTS", "ExplainConfig", "Explanation",
+           "ImageExplanation", "attach", "attach_images", "explain", "explain_images", "make_background", "rows_frame",
+           "stored_background"]

@@ -88,7 +88,7 @@ def explain(bundle: ModelBundle, X: Any = None, background: Any = None, config: 
         **fields: Shorthands for ``config`` fields, e.g. ``explain(bundle, X, method="permutation")``.
 
     Returns:
-        The :class:`Explanation`.
+        The :class:`Explanation` (an image model: :func:`kit.explain.explain_images`, per pixel).
 
     Raises:
         SchemaError: If ``X`` or ``background`` is empty or does not match the schema.
@@ -98,6 +98,9 @@ def explain(bundle: ModelBundle, X: Any = None, background: Any = None, config: 
     """
     from kit.runtime import TorchRuntime
 
+    if bundle.kind == "image":
+        raise ConfigError("an image model is explained per pixel: kit.explain.explain_images(bundle, X) (and "
+                          "kit.explain.attach_images to store its background)", field="bundle")
     config = ExplainConfig.resolve(config, fields)
     method, output, seed = config.method, config.output, config.seed
     if X is None:

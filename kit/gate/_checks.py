@@ -223,6 +223,10 @@ def _check_noise(ctx: Context) -> Check:
 
 
 def _check_missing(ctx: Context) -> Check:
+    if ctx.bundle.kind == "image":
+        return Check("missing_robustness", True, None, ctx.config.max_missing_flip_rate,
+                     "not run: an image model imputes nothing (a missing image is refused, naming the row)",
+                     skipped=True)
     X = _subset(ctx)
     names = ctx.bundle.feature_names
     base = ctx.bundle.infer(X)
@@ -348,6 +352,13 @@ def _check_explanations(ctx: Context) -> Check:
     rows = ctx.test.X.iloc[: ctx.config.explain_rows]
     tops = []
     for background in backgrounds:
+        if ctx.bundle.kind == "image":  # the pixels with the largest mean |SHAP|
+            from kit.explain import explain_images
+
+            mean_map = explain_images(ctx.bundle, rows, background=background, background_size=size).global_map()
+            top = np.argsort(-mean_map.ravel(), kind="stable")[:k]
+            tops.append([f"pixel(y={i // mean_map.shape[1]}, x={i % mean_map.shape[1]})" for i in top.tolist()])
+            continue
         ranking = explain(ctx.bundle, rows, background=background).importance()
         tops.append([str(f) for f in ranking["feature"].tolist()[:k]])
     k_eff = min(k, len(tops[0]))

@@ -1,7 +1,7 @@
 """Builders by name or import path: the registry and reference resolution.
 
 A builder reference is either a name in the registry (the zoo's ``mlp``, ``resmlp``,
-``ft_transformer``, or one given to :func:`register`) or an import path ``"package.module:function"``.
+``ft_transformer``, ``cnn``, or one given to :func:`register`) or an import path ``"package.module:function"``.
 The zoo is registered here under import paths, exactly as a user's builder would be: the
 built-ins go through the same resolution, parameter checks and source hashing.
 """
@@ -22,6 +22,7 @@ BUILTINS: dict[str, str] = {
     "mlp": "kit.nets.mlp:build",
     "resmlp": "kit.nets.resmlp:build",
     "ft_transformer": "kit.nets.ft_transformer:build",
+    "cnn": "kit.nets.cnn:build",
 }
 """The zoo: built-in names and the import paths they stand for."""
 

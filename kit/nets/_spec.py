@@ -7,7 +7,9 @@ is at fault), all before training starts:
 * every parameter is one the builder takes, every parameter without a default is given, and
   every value survives a JSON round trip (the bundle stores them as JSON);
 * the builder returns a ``torch.nn.Module`` whose output for a ``(batch, n_in)`` float32 batch
-  has shape ``(batch, n_out)``.
+  (images: ``(batch, channels, height, width)``) has shape ``(batch, n_out)``;
+* a builder that declares the inputs it takes (``build.inputs = ("image",)``; the table zoo takes
+  tables) is not given another kind.
 
 Rebuilding from a stored spec (the torch runtime) also compares the builder's source sha256 with
 the recorded one and refuses a change unless ``allow_changed_code=True``.
@@ -18,9 +20,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from kit.errors import BuilderError, CodeChangedError, KitError, require
 from kit.nets._registry import BUILTINS, Builder, resolve
@@ -44,12 +48,14 @@ class NetSpec:
         builder: The builder reference as given (``"mlp"``, a registered name or ``"module:function"``).
         target: Where the builder function lives (``"module:qualname"``).
         params: The parameters it was called with (JSON values).
-        n_in: Input width: the preprocessor's output columns.
+        n_in: Input width: the preprocessor's output columns (images: channels x height x width).
         n_out: Outputs: classes, or 1 for regression.
         source_sha256: sha256 of the builder's source (``None`` for bundles older than the record).
         source_kind: ``module`` or ``function`` (see :mod:`kit.nets._source`).
         defaults: The builder's JSON-able defaults for parameters not given (for the record).
-        input: The input kind; ``table`` means ``(batch, n_in)`` float32.
+        input: The input kind; ``table`` means ``(batch, n_in)`` float32, ``image`` means
+            ``(batch, *input_shape)`` float32.
+        input_shape: Images: ``(channels, height, width)``, what the builder was called with.
     """
 
     builder: str
@@ -61,12 +67,23 @@ class NetSpec:
     source_kind: str | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
     input: str = "table"
+    input_shape: tuple[int, ...] | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One row's input shape: ``(n_in,)`` for tables, ``(channels, height, width)`` for images."""
+        return tuple(self.input_shape) if self.input_shape else (self.n_in,)
+
+    @property
+    def first_arg(self) -> int | tuple[int, ...]:
+        """What the builder is called with first: ``n_in`` for tables, the input shape for images."""
+        return tuple(self.input_shape) if self.input_shape else self.n_in
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored in the bundle manifest."""
         return {"format": FORMAT, "name": self.builder, "builder": self.builder, "target": self.target,
                 "params": self.params, "defaults": self.defaults, "n_in": self.n_in, "n_out": self.n_out,
-                "input": self.input,
+                "input": self.input, **({"input_shape": list(self.input_shape)} if self.input_shape else {}),
                 "source": {"sha256": self.source_sha256, "kind": self.source_kind, "file": SOURCE_ARTIFACT}}
 
     @classmethod
@@ -80,7 +97,8 @@ class NetSpec:
         source = spec.get("source") or {}
         return cls(str(spec["builder"]), str(spec.get("target", spec["builder"])), dict(spec.get("params", {})),
                    int(spec["n_in"]), int(spec["n_out"]), source.get("sha256"), source.get("kind"),
-                   dict(spec.get("defaults", {})), str(spec.get("input", "table")))
+                   dict(spec.get("defaults", {})), str(spec.get("input", "table")),
+                   tuple(int(v) for v in spec["input_shape"]) if spec.get("input_shape") else None)
 
     def describe(self) -> str:
         """One line: ``builder(param=value, ...)``."""
@@ -136,17 +154,39 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def call(builder: Builder, n_in: int, n_out: int, params: Mapping[str, Any],
+def input_shape(n_in: int | Sequence[int]) -> tuple[int, ...]:
+    """One row's shape from a builder's first argument: a width (tables) or ``(channels, height, width)``."""
+    return (int(n_in),) if isinstance(n_in, int) else tuple(int(v) for v in n_in)
+
+
+def call(builder: Builder, n_in: int | Sequence[int], n_out: int, params: Mapping[str, Any],
          origin: Mapping[str, str] | None = None) -> nn.Module:
     """Call the builder and check the contract on a probe batch (eval mode, no gradient).
 
+    Args:
+        builder: The resolved builder.
+        n_in: The input width (tables), or ``(channels, height, width)`` (images).
+        n_out: Outputs.
+        params: The builder's parameters.
+        origin: The config field each parameter came from (for error messages).
+
     Raises:
-        BuilderError: If the builder raises, returns something other than a module, or the module's
-            output for a ``(2, n_in)`` float32 batch is not ``(2, n_out)``.
+        BuilderError: If the builder does not take this kind of input, raises, returns something
+            other than a module, or the module's output for a ``(2, *shape)`` float32 batch is not
+            ``(2, n_out)``.
     """
     torch = require("torch", "train")
+    shape = input_shape(n_in)
+    kind = "table" if len(shape) == 1 else "image"
+    takes = getattr(builder.fn, "inputs", ("table",) if builder.builtin else None)
+    if takes is not None and kind not in takes:
+        other = "cnn or an image builder build(input_shape, n_out, **params)" if kind == "image" else \
+            "mlp, resmlp or ft_transformer"
+        raise BuilderError(f"network {builder.ref!r} takes {' or '.join(takes)} input, not {kind}s; use {other}",
+                           field="net")
+    first: Any = shape[0] if kind == "table" else shape
     try:
-        module = builder.fn(int(n_in), int(n_out), **params)
+        module = builder.fn(first, int(n_out), **params)
     except KitError as exc:  # the builder's own check: name the config field the parameter came from
         if exc.field is not None and exc.field in params:
             exc.field = (origin or {}).get(exc.field, f"net_params.{exc.field}")
@@ -161,26 +201,28 @@ def call(builder: Builder, n_in: int, n_out: int, params: Mapping[str, Any],
                            field="net")
     was_training = module.training
     module.eval()
-    probe = torch.randn(2, int(n_in), generator=torch.Generator().manual_seed(0))
+    probe = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
     try:
         with torch.no_grad():
             out = module(probe)
     except Exception as exc:
-        raise BuilderError(f"the network built by {builder.ref!r} fails on a (batch, n_in) = (2, {n_in}) float32 "
+        raise BuilderError(f"the network built by {builder.ref!r} fails on a (batch, *shape) = {(2, *shape)} float32 "
                            f"batch: {type(exc).__name__}: {exc}", field="net") from None
     finally:
         module.train(was_training)
-    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-    if shape != (2, int(n_out)):
-        raise BuilderError(f"the network built by {builder.ref!r} returns {shape} for a (2, {n_in}) batch; the "
+    got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if got != (2, int(n_out)):
+        raise BuilderError(f"the network built by {builder.ref!r} returns {got} for a {(2, *shape)} batch; the "
                            f"contract is (batch, n_out) = (2, {n_out}): one logit per class, or 1 value for "
                            "regression", field="net")
     result: nn.Module = module
     return result
 
 
-def prepare(config: TrainConfig, n_in: int, n_out: int) -> tuple[NetSpec, nn.Module, Source]:
+def prepare(config: TrainConfig, n_in: int | Sequence[int], n_out: int) -> tuple[NetSpec, nn.Module, Source]:
     """Resolve ``config.net``, check its parameters, build it and record its source (before training).
+
+    ``n_in`` is the input width of a table, or ``(channels, height, width)`` of an image.
 
     Returns:
         The spec to store, the freshly initialized module (train mode) and the builder's source.
@@ -192,8 +234,9 @@ def prepare(config: TrainConfig, n_in: int, n_out: int) -> tuple[NetSpec, nn.Mod
     module = call(builder, n_in, n_out, params, origin)
     source = builder_source(builder.ref, builder.fn, module)
     defaults = {k: _plain(v) for k, v in builder.defaults().items() if k not in params and _jsonable(v)}
-    spec = NetSpec(builder.ref, builder.target, params, int(n_in), int(n_out), source.sha256, source.kind,
-                   defaults)
+    shape = input_shape(n_in)
+    spec = NetSpec(builder.ref, builder.target, params, int(np.prod(shape)), int(n_out), source.sha256, source.kind,
+                   defaults, "table" if len(shape) == 1 else "image", shape if len(shape) > 1 else None)
     return spec, module, source
 
 
@@ -228,7 +271,7 @@ def rebuild(spec: NetSpec | Mapping[str, Any], *, allow_changed_code: bool = Fal
     """
     net = spec if isinstance(spec, NetSpec) else NetSpec.from_dict(spec)
     builder = resolve(net.builder)
-    module = call(builder, net.n_in, net.n_out, net.params)
+    module = call(builder, net.first_arg, net.n_out, net.params)
     changed = None
     if net.source_sha256 is not None:
         current = builder_source(builder.ref, builder.fn, module)

@@ -20,18 +20,21 @@ the champion and which one is on trial (a canary share of requests, or in shadow
 
 Batch scoring streams a file in one process (:func:`predict_file`) or runs on Apache Spark
 (:func:`predict_spark` returns the scored DataFrame; :func:`predict_spark_file` writes it in
-resumable parts), both through ``bundle.infer`` with the same output columns.
+resumable parts), both through ``bundle.infer`` with the same output columns. An image model scores
+a folder or ZIP of images (:func:`predict_images`; :func:`predict_file` hands image models to it).
 
 Modules: ``_store`` (save, load, default_name), ``_promotions`` (promote, rollback, history), ``_resolve`` (served,
 resolve, models), ``_bento`` (build), ``_server`` (start, stop, serve, free_port), ``_scoring`` (what both batch
-engines share), ``_batch`` (predict_file), ``_spark`` (spark_session, predict_spark), ``_spark_worker``
-(the executor side), ``_spark_parts`` (predict_spark_file), ``_spark_fs`` (Hadoop filesystem calls).
+engines share), ``_batch`` (predict_file), ``_image_batch`` (predict_images, score_images: folders, ZIPs,
+uploads), ``_spark`` (spark_session, predict_spark), ``_spark_worker`` (the executor side), ``_spark_parts``
+(predict_spark_file), ``_spark_fs`` (Hadoop filesystem calls).
 """
 
 from __future__ import annotations
 
 from kit.package._batch import predict_file
 from kit.package._bento import BENTOS_DIR, build
+from kit.package._image_batch import predict_images, score_images
 from kit.package._promotions import PROMOTIONS, history, promote, promoted, promotions_path, rollback
 from kit.package._resolve import ServedRef, models, resolve, served
 from kit.package._scoring import BatchSummary
@@ -41,6 +44,8 @@ from kit.package._spark_parts import predict_spark_file
 from kit.package._store import GateFailedError, bentoml_home, default_name, gate_line, load, save
 
 __all__ = ["BENTOS_DIR", "PROMOTIONS", "BatchSummary", "GateFailedError", "ServedRef", "bentoml_home", "build",
-           "default_name", "free_port", "gate_line", "history", "load", "models", "predict_file", "predict_spark",
+           "default_name", "free_port", "gate_line", "history", "load", "models", "predict_file", "predict_images",
+           "predict_spark",
            "predict_spark_file", "promote", "promoted", "promotions_path", "raising_kit_errors", "resolve",
-           "rollback", "save", "serve", "serve_command", "served", "spark_session", "start", "stop", "wait_ready"]
+           "rollback", "save", "score_images", "serve", "serve_command", "served", "spark_session", "start", "stop",
+           "wait_ready"]

@@ -83,6 +83,9 @@ def predict_file(model: str | os.PathLike[str] | ModelBundle | None, src: str | 
                  progress: bool = True) -> BatchSummary:
     """Score a CSV or Parquet file in chunks through ``bundle.infer`` (offline batch inference, one process).
 
+    For an image model ``src`` is a folder of images or a ZIP of them, and the output CSV holds
+    ``file``, ``prediction`` and the probabilities (:func:`kit.package.predict_images`).
+
     Columns other than the model's features (ids, the target) are ignored unless kept. Errors name
     the file and its row (0-based, header excluded).
 
@@ -113,6 +116,11 @@ def predict_file(model: str | os.PathLike[str] | ModelBundle | None, src: str | 
     keep_cols = parse_keep(keep)
     started = time.perf_counter()
     bundle, tag = resolve_model(model)
+    if bundle.kind == "image":  # a folder or ZIP of images: file, prediction, probabilities
+        from kit.package._image_batch import score_to_csv
+
+        return score_to_csv(bundle, tag, src, dst, batch_size=min(chunk_size, 1024), on_error=on_error,
+                            errors=errors, progress=progress)
     src_s, fmt_in = str(src), file_format(src, fmt)
     if Path(src_s).resolve() == Path(dst).resolve():
         raise ConfigError(f"the output {dst} is the input; write the predictions to another file", field="output")

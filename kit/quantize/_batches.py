@@ -93,7 +93,7 @@ def latency_by_batch(bundle: ModelBundle, report: QuantReport, X: Any, batch_siz
     if len(x) == 0:
         raise DataError("latency_by_batch needs at least one row", field="X")
     config = report.config
-    batches = {b: np.ascontiguousarray(np.resize(x, (b, x.shape[1]))) for b in sizes}
+    batches = {b: np.ascontiguousarray(np.resize(x, (b, *x.shape[1:]))) for b in sizes}
     ok = [str(n) for n in report.frame.index if report.frame.loc[n, "status"] == "ok"]
     saved_threads = torch.get_num_threads()
     try:

@@ -223,7 +223,7 @@ def compare(bundle: ModelBundle, X: Any = None, y: Any = None, config: QuantizeC
     x = np.ascontiguousarray(bundle.transform(X))
     if len(x) == 0:
         raise DataError("compare needs at least one evaluation row", field="X")
-    batches = {1: np.ascontiguousarray(x[:1]), 64: np.ascontiguousarray(np.resize(x, (64, x.shape[1])))}
+    batches = {1: np.ascontiguousarray(x[:1]), 64: np.ascontiguousarray(np.resize(x, (64, *x.shape[1:])))}
     fp32_size = len(st_save({k: np.ascontiguousarray(v) for k, v in bundle.weights.items()}))
     settings: dict[str, Any] = {"threads": threads, "rows": len(x), "repeats": repeats, "warmup": warmup,
                                 "calibration_rows": None if calib is None else len(calib),

@@ -119,7 +119,7 @@ def export_onnx(bundle: ModelBundle,
     torch = require("torch", "train")
     module = bundle.module()
     rng = np.random.default_rng(0)
-    probes = [rng.normal(size=(n, bundle.spec["n_in"])).astype(np.float32) for n in (1, 5, 64)]
+    probes = [rng.normal(size=(n, *bundle.net.shape)).astype(np.float32) for n in (1, 5, 64)]
     problems: list[str] = []
     for exporter in exporters:
         try:

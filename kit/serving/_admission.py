@@ -18,6 +18,7 @@ from kit.serving._asgi import JSON, ASGIApp, Message, Receive, Scope, Send, read
 from kit.serving._batcher import Batcher
 from kit.serving._drift import psi_gauge
 from kit.serving._errors import BadRequestError, MethodNotAllowedError
+from kit.serving._images import row_checker
 from kit.serving._metrics import ServingMetrics
 from kit.serving._model import ServedModel
 from kit.serving._release import admit, with_model_header
@@ -62,7 +63,7 @@ class AdmissionState:
         """Wrap ``bundle`` for serving and make it the one requests are checked against and answered by."""
         self.metrics = ServingMetrics()
         model, self.batcher = self.prepare(bundle, tag, metadata)
-        self.checker = RowChecker(bundle)
+        self.checker = row_checker(bundle)
         psi_gauge()
         self.model = model
         return model

@@ -19,6 +19,7 @@ from kit.release._prom import drift_gauges
 from kit.serving import _codec
 from kit.serving._drift import DRIFT_MIN_ROWS, PSI_ALERT, SharedWindows, psi_gauge
 from kit.serving._errors import NotAvailableError
+from kit.serving._images import predict_upload, window_rows
 from kit.serving._settings import Settings
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class ServedModel:
         flat = requests[0] if len(requests) == 1 else [row for rows in requests for row in rows]
         records = self.bundle.infer(flat, groups=sizes).records()
         with self._lock:
-            self._window.extend(flat)  # references to the parsed rows; a window of size 0 keeps none
+            self._window.extend(window_rows(self.bundle, flat))  # the parsed rows (images: their statistics)
             self.seen += len(flat)
         out, start = [], 0
         for n in sizes:
@@ -89,10 +90,16 @@ class ServedModel:
     def predict_csv(self, data: bytes) -> str:
         """Score a CSV upload; returns the predictions as CSV text (one line per input row).
 
+        An image model takes one image or a ZIP of images instead and answers ``file``, ``prediction``
+        and the probabilities (:func:`kit.serving._images.predict_upload`).
+
         Raises:
-            DataError: If the upload is not a readable CSV or has no rows.
-            SchemaError: If its columns or values do not match the schema (names column and row).
+            DataError: If the upload is not a readable CSV (ZIP) or has no rows.
+            SchemaError: If its columns or values do not match the schema (names column and row, or the file).
         """
+        if self.bundle.kind == "image":
+            with self.lock:
+                return predict_upload(self.bundle, data)
         try:
             frame = pd.read_csv(io.BytesIO(data))
         except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
@@ -133,6 +140,10 @@ class ServedModel:
             from kit import explain as kit_explain
         except ModuleNotFoundError:
             raise NotAvailableError("kit.explain is not installed in this service", field="explanation") from None
+        if self.bundle.kind == "image":  # per-pixel maps as nested arrays [channel][y][x]
+            with self.lock:
+                image_map: dict[str, Any] = to_json(kit_explain.explain_images(self.bundle, rows).to_dict())
+            return image_map
         with self.lock:
             ex = kit_explain.explain(self.bundle, rows)
         targets = ex.target if ex.target is not None else [None] * len(ex.values)

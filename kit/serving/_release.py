@@ -60,10 +60,10 @@ def start_release(state: AdmissionState, served: ServedRef) -> ReleaseRuntime | 
         return Target(ref.tag, model, batcher.submit, batcher)
 
     def on_view(view: View) -> None:
-        from kit.serving._rows import RowChecker
+        from kit.serving._images import row_checker
 
         champion = view.champion
-        state.model, state.batcher, state.checker = champion.model, champion.batcher, RowChecker(champion.model.bundle)
+        state.model, state.batcher, state.checker = champion.model, champion.batcher, row_checker(champion.model.bundle)
 
     champion = Target(served.tag, state.model, state.batcher.submit, state.batcher)
     runtime = ReleaseRuntime(champion, settings, loader, pinned=not served.follows, on_view=on_view)

@@ -41,6 +41,25 @@ class RowChecker:
 
     def __call__(self, payload: Any, max_rows: int) -> list[dict[str, Any]]:
         """Check a parsed body; see :func:`check_rows`."""
+        rows = self.rows_of(payload, max_rows)
+        names, numeric, allowed = self.names, self.numeric, self.allowed
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise SchemaError(f"row {i} is a {type(row).__name__}, expected an object of feature: value", row=i)
+            if row.keys() != self.known:
+                self._names(row, i)
+            for name in names:
+                value = row[name]
+                kind = type(value)
+                if kind is float and name in numeric and -_INF < value < _INF:
+                    continue  # the common case, checked inline: a finite number (NaN fails the comparison)
+                if kind is str and name not in numeric and (not allowed or value in allowed[name]):
+                    continue  # a known category, or any text under the "ignore" policy
+                _check_value(self.kinds[name], name, value, i, self.categories.get(name), self.policy)
+        return rows
+
+    def rows_of(self, payload: Any, max_rows: int) -> list[Any]:
+        """The ``rows`` list of a body, checking the envelope (``rows``, an optional ``key``) and the row limit."""
         if not isinstance(payload, dict) or "rows" not in payload:
             raise BadRequestError('expected a JSON object {"rows": [{feature: value, ...}, ...]}', field="rows")
         if len(payload) > 1:
@@ -57,20 +76,6 @@ class RowChecker:
         if len(rows) > max_rows:
             raise SchemaError(f"too many rows: {len(rows)} > the limit of {max_rows} per request; "
                               "split the request or use /predict_file", field="rows")
-        names, numeric, allowed = self.names, self.numeric, self.allowed
-        for i, row in enumerate(rows):
-            if not isinstance(row, dict):
-                raise SchemaError(f"row {i} is a {type(row).__name__}, expected an object of feature: value", row=i)
-            if row.keys() != self.known:
-                self._names(row, i)
-            for name in names:
-                value = row[name]
-                kind = type(value)
-                if kind is float and name in numeric and -_INF < value < _INF:
-                    continue  # the common case, checked inline: a finite number (NaN fails the comparison)
-                if kind is str and name not in numeric and (not allowed or value in allowed[name]):
-                    continue  # a known category, or any text under the "ignore" policy
-                _check_value(self.kinds[name], name, value, i, self.categories.get(name), self.policy)
         return rows
 
     def _names(self, row: dict[str, Any], i: int) -> None:

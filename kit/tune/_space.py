@@ -258,7 +258,7 @@ class Space:
                 net_params.pop(field_name, None)
         return self.base.replace(**values, net_params=net_params)
 
-    def check_network(self, n_in: int, n_out: int) -> None:
+    def check_network(self, n_in: int | tuple[int, ...], n_out: int) -> None:
         """Build the network at every bound and choice of the ``net.*``, ``depth`` and ``width`` parameters.
 
         Raises:

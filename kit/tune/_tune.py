@@ -67,13 +67,13 @@ def _check_network(space: Space, base: TrainConfig, dataset: Dataset, splits: An
                    n_workers: int) -> None:
     """Build the base network and every ``net.*`` bound on this data's shapes, before any trial runs."""
     from kit import nets
-    from kit.preprocess import Preprocessor
+    from kit.data import preprocessor_for
 
     if space.builder.registered and not space.builder.builtin and n_workers > 1:
         raise ConfigError(f"network {base.net!r} is registered in this process only, so spawned workers cannot "
                           "build it; give TrainConfig.net as an import path 'module:function' for n_workers > 1",
                           field="net")
-    n_in = Preprocessor(data_config.unknown_category).fit(splits.train.X).n_features_out
+    n_in = preprocessor_for(dataset, data_config).fit(splits.train.X).network_input
     n_out = 1 if dataset.task == "regression" else len(dataset.label_names or [])
     params, origin = nets.config_params(base)
     nets.check_params(space.builder, params, origin)

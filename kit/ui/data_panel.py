@@ -1,4 +1,8 @@
-"""Data panel: a built-in dataset or a file (path or upload), target, task, split; the summary."""
+"""Data panel: a built-in dataset, a file (path or upload) or an image folder, target, task, split; the summary.
+
+An image folder (class sub-folders of PNG/JPEG files) or ``digits_images`` loads as images; the plot
+is then a grid of samples with their labels instead of the class balance.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from kit.config import DataConfig
-from kit.data import BUILTINS
+from kit.data import BUILTINS, IMAGE_BUILTINS, ImageDataset
 from kit.errors import DataError
 from kit.ui._base import LAYOUT, STYLE, Panel, table_html
 
@@ -20,7 +24,8 @@ if TYPE_CHECKING:
 
     from kit.data import Dataset
 
-FILE = "(file path or upload)"
+FILE = "(file path or upload)"  # a file path or an image folder
+SOURCES = [*BUILTINS, *IMAGE_BUILTINS]
 
 
 class DataPanel(Panel):
@@ -33,10 +38,11 @@ class DataPanel(Panel):
     def controls(self) -> list[Any]:
         """Source, path, upload, target, task and split controls."""
         cfg = self.session.data_config
-        builtin = cfg.source in BUILTINS
-        self.source = widgets.Dropdown(options=[*BUILTINS, FILE], value=cfg.source if builtin else FILE,
+        builtin = cfg.source in SOURCES
+        self.source = widgets.Dropdown(options=[*SOURCES, FILE], value=cfg.source if builtin else FILE,
                                        description="dataset", style=STYLE, layout=LAYOUT)
-        self.path = widgets.Text(value="" if builtin else cfg.source, placeholder="data/my.csv or .parquet",
+        self.path = widgets.Text(value="" if builtin else cfg.source,
+                                 placeholder="data/my.csv, .parquet or a folder of images",
                                  description="file path", style=STYLE, layout=LAYOUT)
         self.upload = widgets.FileUpload(accept=".csv,.parquet,.pq", multiple=False, description="upload")
         self.target = widgets.Text(value=cfg.target or "", placeholder="target column (files only)",
@@ -60,7 +66,8 @@ class DataPanel(Panel):
         """
         if self.source.value == FILE:
             if not self.path.value.strip():
-                raise DataError("choose a built-in dataset, type a file path or upload a file", field="source")
+                raise DataError("choose a built-in dataset, type a file or image folder path, or upload a file",
+                                field="source")
             source = self.path.value.strip()
         else:
             source = str(self.source.value)
@@ -123,6 +130,8 @@ class DataPanel(Panel):
         ds = self.session.dataset
         if ds is None:
             return False
+        if isinstance(ds, ImageDataset):
+            return _sample_grid(fig, ds)
         ax = fig.add_subplot()
         y = ds.frame[ds.target]
         if ds.task == "regression":
@@ -135,3 +144,20 @@ class DataPanel(Panel):
             ax.set_ylabel("rows")
         ax.set_title(f"{ds.name}: target {ds.target!r}")
         return True
+
+
+def _sample_grid(fig: Figure, ds: ImageDataset, count: int = 16) -> bool:
+    """Up to ``count`` images, drawn at random (seeded), each titled with its label."""
+    import numpy as np
+
+    picked = np.random.default_rng(0).choice(len(ds.images), min(count, len(ds.images)), replace=False)
+    cols = min(8, len(picked))
+    rows = math.ceil(len(picked) / cols)
+    for k, i in enumerate(picked):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        pixels = ds.images[i]
+        ax.imshow(pixels[..., 0] if ds.channels == 1 else pixels, cmap="gray")
+        ax.set_title(str(ds.frame[ds.target].iloc[i]), fontsize=8)
+        ax.axis("off")
+    fig.suptitle(f"{ds.name}: {len(ds.images)} images of {ds.image_size[0]}x{ds.image_size[1]}x{ds.channels}")
+    return True

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from kit.config import MLP_FIELDS, TrainConfig
-from kit.config._data import SCHEDULERS
+from kit.config._data import AUGMENT, SCHEDULERS
 from kit.errors import ConfigError
 from kit.train import Callback, EpochState
 from kit.ui._base import LAYOUT, STYLE, Panel
@@ -100,6 +100,8 @@ class TrainPanel(Panel):
         self.seed = number(widgets.IntText, "seed")
         self.device = widgets.Dropdown(options=["auto", "cpu", "cuda"], description="device", style=STYLE,
                                        layout=LAYOUT)
+        self.augment = widgets.SelectMultiple(options=AUGMENT, rows=2, description="augment (images)", style=STYLE,
+                                              layout=LAYOUT)
         self.fixed = widgets.HTML()
         self.command = widgets.HTML()
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="epoch 0", style=STYLE,
@@ -110,7 +112,7 @@ class TrainPanel(Panel):
         self.net.on_change(self._show_command)
         left = [self.epochs, self.patience, self.lr, self.weight_decay, self.scheduler, self.warmup_epochs,
                 self.monitor]
-        right = [self.label_smoothing, self.batch_size, self.seed, self.device]
+        right = [self.label_smoothing, self.batch_size, self.seed, self.device, self.augment]
         return [widgets.HBox([widgets.VBox(left), widgets.VBox(right)]), self.net.box, self.fixed, self.progress]
 
     def fields(self) -> dict[str, Any]:
@@ -118,7 +120,7 @@ class TrainPanel(Panel):
         return {"epochs": self.epochs, "patience": self.patience, "lr": self.lr, "weight_decay": self.weight_decay,
                 "label_smoothing": self.label_smoothing, "batch_size": self.batch_size, "scheduler": self.scheduler,
                 "warmup_epochs": self.warmup_epochs, "monitor": self.monitor, "seed": self.seed,
-                "device": self.device}
+                "device": self.device, "augment": self.augment}
 
     def sync_controls(self) -> None:
         """Show ``session.train_config`` in the controls, exactly (after "use best parameters", a bundle ...)."""

@@ -27,7 +27,7 @@ CLI_FLAGS = {"net": "--net", "epochs": "--epochs", "patience": "--patience", "lr
              "weight_decay": "--weight-decay", "label_smoothing": "--label-smoothing", "dropout": "--dropout",
              "batch_size": "--batch-size", "hidden": "--hidden", "activation": "--activation", "norm": "--norm",
              "scheduler": "--scheduler", "warmup_epochs": "--warmup-epochs", "monitor": "--monitor", "seed": "--seed",
-             "device": "--device"}
+             "device": "--device", "augment": "--augment"}
 """TrainConfig field -> ``kit train`` option (``net_params`` is ``--net-params``, JSON)."""
 
 
@@ -50,7 +50,7 @@ def cli_command(config: TrainConfig, data: Any = None) -> str:
     for name, flag in CLI_FLAGS.items():
         value = getattr(config, name)
         if value != getattr(default, name):
-            parts += [flag, ",".join(map(str, value)) if name == "hidden" else repr(value) if isinstance(
+            parts += [flag, ",".join(map(str, value)) if name in ("hidden", "augment") else repr(value) if isinstance(
                 value, float) else str(value)]
     if config.net_params:
         parts += ["--net-params", json.dumps(config.net_params)]

@@ -1,4 +1,4 @@
-"""Preprocessor: numeric standardization, missing values, categorical one-hot; JSON round trip.
+"""The tabular Preprocessor: numeric standardization, missing values, categorical one-hot; JSON round trip.
 
 Policies, stated once:
 
@@ -149,6 +149,11 @@ class Preprocessor:
         """Width of the transformed matrix."""
         self._check_fitted()
         return len(self.output_names_)
+
+    @property
+    def network_input(self) -> int | tuple[int, ...]:
+        """What a network builder is called with first: the input width (an image preprocessor: its shape)."""
+        return self.n_features_out
 
     # -- input checking ------------------------------------------------------------------------
     def columns(self, X: Any) -> tuple[Columns, int]:
@@ -348,11 +353,15 @@ class Preprocessor:
 
     @classmethod
     def from_dict(cls, state: Mapping[str, Any]) -> Preprocessor:
-        """Rebuild a fitted preprocessor from :meth:`to_dict` output."""
+        """Rebuild a fitted preprocessor from :meth:`to_dict` output (an image preprocessor's too)."""
+        from kit.preprocess.image import IMAGE_FORMAT, ImagePreprocessor
+
+        if state.get("format") == IMAGE_FORMAT:
+            return ImagePreprocessor.from_dict(state)
         if state.get("format") != FORMAT:
             raise DataError(f"not a kit preprocessor state (format {state.get('format')!r}, expected {FORMAT!r})",
                             field="format")
-        self = cls(state["unknown_category"])
+        self = Preprocessor(state["unknown_category"])
         self.feature_names_in_ = list(state["feature_names_in"])
         self.kinds_ = dict(state["kinds"])
         self.medians_ = {k: float(v) for k, v in state["medians"].items()}

@@ -1,0 +1,209 @@
+"""Scoring image files: one image, a ZIP of images or a folder, to a CSV of (file, prediction, probabilities).
+
+The service's ``/predict_file`` (an image bundle) and ``kit predict --tag TAG FOLDER_OR_ZIP out.csv``
+share this code: files are decoded for the model (:meth:`~kit.preprocess.ImagePreprocessor.decode_row`)
+and scored through ``bundle.infer`` in batches, so each file gets what ``/predict`` would answer for
+it. A ZIP is read member by member with limits on the member count and the unpacked size (a ZIP
+bomb is refused, naming the limit); a file that is not a usable image names the file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import zipfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from kit.errors import ConfigError, DataError, KitError, SchemaError
+
+if TYPE_CHECKING:
+    from kit.bundle import ModelBundle
+    from kit.package._scoring import BatchSummary
+
+MAX_MEMBERS = 100_000
+"""Most files one ZIP may hold."""
+MAX_UNPACKED = 2 * 2**30
+"""Most bytes a ZIP may unpack to in all (2 GiB)."""
+ZIP_MAGIC = b"PK\x03\x04"
+FILE_COLUMN = "file"
+
+
+def is_zip(data: bytes) -> bool:
+    """Whether ``data`` starts like a ZIP archive."""
+    return data[:4] == ZIP_MAGIC
+
+
+def _hidden(name: str) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" for part in Path(name).parts)
+
+
+def zip_members(data: bytes | Path) -> Iterator[tuple[str, bytes]]:
+    """The files of a ZIP (hidden files and folders left out), in archive order.
+
+    Raises:
+        DataError: Not a readable ZIP, too many members or too many unpacked bytes.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"the upload is not a readable ZIP archive: {exc}", field="file") from None
+    with archive:
+        infos = [i for i in archive.infolist() if not i.is_dir() and not _hidden(i.filename)]
+        if len(infos) > MAX_MEMBERS:
+            raise DataError(f"the ZIP holds {len(infos):,} files, more than the limit of {MAX_MEMBERS:,}",
+                            field="file")
+        unpacked = sum(i.file_size for i in infos)
+        if unpacked > MAX_UNPACKED:
+            raise DataError(f"the ZIP unpacks to {unpacked:,} bytes, more than the limit of {MAX_UNPACKED:,}",
+                            field="file")
+        for info in infos:
+            try:
+                with archive.open(info) as member:
+                    blob = member.read(info.file_size + 1)
+            except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as exc:
+                raise SchemaError(f"{info.filename}: cannot be read from the ZIP: {exc}", field=FILE_COLUMN) from None
+            if len(blob) > info.file_size:  # the header understated the size: refuse rather than trust it
+                raise SchemaError(f"{info.filename}: unpacks to more bytes than the ZIP says", field=FILE_COLUMN)
+            yield info.filename, blob
+
+
+def folder_files(root: Path) -> list[tuple[str, Path]]:
+    """Every non-hidden file under ``root`` (recursively, sorted), named relative to it."""
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not _hidden(str(p.relative_to(root))))
+    return [(p.relative_to(root).as_posix(), p) for p in files]
+
+
+def upload_items(data: bytes, name: str = "image") -> Iterator[tuple[str, bytes]]:
+    """The images of an upload: the members of a ZIP, or the one image it is."""
+    if is_zip(data):
+        yield from zip_members(data)
+    else:
+        yield name, data
+
+
+def score_images(bundle: ModelBundle, items: Iterator[tuple[str, Any]] | Sequence[tuple[str, Any]], *,
+                 batch_size: int = 256, on_error: str = "fail", progress: Any = None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score image files through ``bundle.infer``, ``batch_size`` at a time.
+
+    Args:
+        bundle: An image bundle.
+        items: ``(file name, bytes or path)`` pairs.
+        batch_size: Images per ``infer`` call.
+        on_error: ``fail``: the first unusable file stops the run, named; ``skip``: it is set aside
+            with the reason.
+        progress: A tqdm-like bar advanced by one per file, or ``None``.
+
+    Returns:
+        The predictions (``file``, ``prediction``, ``proba_<label>``...) and the failures
+        (``file``, ``error``).
+
+    Raises:
+        SchemaError: With ``on_error="fail"``, naming the first unusable file.
+    """
+    if bundle.kind != "image":
+        raise ConfigError("image files need an image model; this bundle takes a table (score a CSV instead)",
+                          field="model")
+    pre: Any = bundle.preprocessor
+    parts: list[pd.DataFrame] = []
+    failed: list[dict[str, str]] = []
+    names: list[str] = []
+    pixels: list[np.ndarray] = []
+
+    def flush() -> None:
+        if names:
+            frame = bundle.infer(np.stack(pixels)).to_frame()
+            frame.insert(0, FILE_COLUMN, list(names))
+            parts.append(frame)
+            names.clear()
+            pixels.clear()
+
+    for name, value in items:
+        try:
+            decoded = pre.decode_row(value.read_bytes() if isinstance(value, Path) else value, len(names))
+        except (KitError, OSError) as exc:
+            message = f"{name}: {str(exc).split(': ', 1)[-1]}"
+            if on_error == "fail":
+                raise SchemaError(message, field=FILE_COLUMN) from None
+            failed.append({FILE_COLUMN: name, "error": message})
+        else:
+            names.append(name)
+            pixels.append(decoded.pixels)
+            if len(names) >= batch_size:
+                flush()
+        if progress is not None:
+            progress.update(1)
+    flush()
+    columns = [FILE_COLUMN, *bundle.infer(np.zeros((0, *pre.image_size_, pre.channels_), np.uint8)).to_frame()]
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    return out, pd.DataFrame(failed, columns=[FILE_COLUMN, "error"])
+
+
+def predict_images(model: str | os.PathLike[str] | ModelBundle | None, src: str | os.PathLike[str],
+                   dst: str | os.PathLike[str], *, batch_size: int = 256, on_error: str = "fail",
+                   errors: str | os.PathLike[str] | None = None, progress: bool = True) -> BatchSummary:
+    """Score a folder of images (or a ZIP of them) offline to a CSV: ``file``, ``prediction``, probabilities.
+
+    Args:
+        model: A store tag (``None``: the latest promoted model), a bundle directory or a bundle.
+        src: A folder (every non-hidden file under it, recursively) or a ``.zip``.
+        dst: The output CSV (written when the run completes).
+        batch_size: Images per ``infer`` call.
+        on_error: ``fail`` stops at the first unusable file (named); ``skip`` writes it with the reason to
+            ``errors`` and scores the rest.
+        errors: The errors CSV (default ``<dst stem>.errors.csv``), written only if a file failed.
+        progress: Show a progress bar (one step per file).
+
+    Returns:
+        Files read, scored and failed, and where they went.
+    """
+    from kit.package._scoring import check_on_error, resolve_model
+
+    check_on_error(on_error)
+    bundle, tag = resolve_model(model)
+    return score_to_csv(bundle, tag, src, dst, batch_size=batch_size, on_error=on_error, errors=errors,
+                        progress=progress)
+
+
+def score_to_csv(bundle: ModelBundle, tag: str, src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
+                 batch_size: int = 256, on_error: str = "fail", errors: str | os.PathLike[str] | None = None,
+                 progress: bool = True) -> BatchSummary:
+    """:func:`predict_images` with the model resolved (``kit predict`` on an image bundle lands here)."""
+    from tqdm.auto import tqdm
+
+    from kit.package._batch import errors_path
+    from kit.package._scoring import BatchSummary
+
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, but got {batch_size=}", field="batch_size")
+    started = time.perf_counter()
+    source = Path(src)
+    if source.is_dir():
+        listed: Sequence[tuple[str, Any]] = folder_files(source)
+        total: int | None = len(listed)
+        items: Iterator[tuple[str, Any]] | Sequence[tuple[str, Any]] = listed
+    elif source.is_file():
+        total, items = None, zip_members(source)
+    else:
+        raise DataError(f"no such folder or ZIP: {source}", file=str(source))
+    bar = tqdm(total=total, desc="predict", unit="image", disable=not progress)
+    try:
+        scored, failed = score_images(bundle, items, batch_size=batch_size, on_error=on_error, progress=bar)
+    finally:
+        bar.close()
+    scored["model_tag"] = tag
+    out = Path(dst)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scored.to_csv(out, index=False)
+    bad = Path(errors) if errors is not None else errors_path(dst)
+    if len(failed):
+        failed.to_csv(bad, index=False)
+    return BatchSummary(rows=len(scored) + len(failed), scored=len(scored), failed=len(failed), output=str(out),
+                        errors=str(bad) if len(failed) else None, tag=tag, engine="local", parts=1,
+                        skipped_parts=0, seconds=time.perf_counter() - started)
