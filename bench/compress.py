@@ -3,9 +3,10 @@
 Two wide networks: breast_cancer 30-512x3-2 and digits 64-512x3-10. Each is trained, then
 ``kit.quantize.compress`` searches the default schedule (prune 50/75/90/95 % of hidden units with a
 fine-tune after each step, students of hidden [128], [64] and [32] distilled from the original and
-each pruned by 50 % after, the accuracy-aware static int8 search on every network) with one intra-op thread and chooses under a
-0.5-point budget. Every candidate is timed in the same interleaved rounds, so the ratios below
-compare runs that saw the same machine. Ratios are against the original network on ONNX Runtime fp32.
+each pruned by 50 % after, the accuracy-aware static int8 search on every network) with one
+intra-op thread and chooses under a 0.5-point budget. Every candidate is timed in the same
+interleaved rounds, so the ratios below compare runs that saw the same machine. Ratios are against
+the original network on ONNX Runtime fp32.
 
 Goals: the chosen candidate >= 4x faster at batch 64 and >= 2x at batch 1, >= 10x smaller, metric
 drop <= 0.5 point on the test split, found in <= 5 minutes. The load average before and after
