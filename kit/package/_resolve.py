@@ -109,7 +109,8 @@ def models(name: str | None = None) -> list[dict[str, Any]]:
     bentoml = require("bentoml", "serve")
     rows: list[dict[str, Any]] = []
     releases: dict[str, Any] = {}
-    for model in bentoml.models.list(name):
+    # newest first by the full creation time (two saves within one second keep their order)
+    for model in sorted(bentoml.models.list(name), key=lambda m: m.info.creation_time, reverse=True):
         info = model.info
         if info.labels.get("kit") != "bundle":
             continue
@@ -124,5 +125,4 @@ def models(name: str | None = None) -> list[dict[str, Any]]:
                      **{k: info.labels.get(k, "") for k in ("task", "dataset", "runtime", "variant", "gate")},
                      "metric": f"{primary}={test[primary]:.4f}" if primary in test else "",
                      "promotion": state})
-    rows.sort(key=lambda r: str(r["created"]), reverse=True)
     return rows
