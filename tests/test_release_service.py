@@ -277,8 +277,10 @@ def test_metrics_need_a_key_and_the_metrics_key_opens_only_metrics(home: Path, v
 def test_shadow_survives_a_challenger_that_hangs(home: Path, versions: dict[str, str], bc_result: TrainResult) -> None:
     rows = bc_result.splits.test.X.head(1).to_dict("records")
     package.promote(versions["v2"], "mirror a hanging one", shadow=True)
+    # one worker: /release reports the answering worker's shadow counters, and with two a reconnect can
+    # land the check on a worker that saw none of the 200 requests
     env = {"KIT_RELEASE_POLL_S": POLL, "KIT_TEST_HANG_TAG": versions["v2"], "PYTHONPATH": FAULTS,
-           "KIT_SHADOW_TIMEOUT_MS": "200"}
+           "KIT_SHADOW_TIMEOUT_MS": "200", "KIT_WORKERS": "1"}
     try:
         with serving(None, home, env=env) as s, httpx.Client(base_url=s.url, timeout=60) as client:
             times = []
