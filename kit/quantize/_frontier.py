@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from kit.config import CompressConfig
+from kit.quantize._select import tied_fastest
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -175,11 +176,7 @@ def choose(frame: pd.DataFrame, budget: float, objective: str) -> tuple[str, lis
     """
     within = (frame["metric_drop"] <= budget + 1e-12) | (frame["network"] == "original")
     ok = frame[(frame["status"] == "ok") & within]
-    value = ok[objective].astype(float)
-    noise_column = f"{objective}_noise"
-    noise = ok[noise_column].fillna(0.0) if noise_column in ok.columns else pd.Series(0.0, index=ok.index)
-    fastest = str(value.idxmin())
-    tied = [str(n) for n in ok.index if value[n] - value[fastest] <= max(noise[n], noise[fastest]) + 1e-12]
+    value, _, _, tied = tied_fastest(ok, objective)
     best = min(tied, key=lambda n: (ok.loc[n, "size_bytes"], not ok.loc[n, "batch_invariant"], value[n]))
     reasons = []
     for name, row in frame.iterrows():

@@ -80,10 +80,7 @@ def select(report: QuantReport, budget: float | None = None, objective: str | No
     if ok.empty:
         raise ConfigError("no variant can serve this bundle: " + "; ".join(
             f"{name}: {row['status']}" for name, row in frame.iterrows()), field="variants")
-    value = ok[objective].astype(float)
-    noise = _noise(ok, objective)
-    fastest = str(value.idxmin())
-    tied = [str(n) for n in ok.index if value[n] - value[fastest] <= max(noise[n], noise[fastest]) + 1e-12]
+    value, noise, fastest, tied = tied_fastest(ok, objective)
     rank = {name: i for i, name in enumerate(SIMPLEST)}
     best = min(tied, key=lambda n: (rank.get(n, len(rank)), value[n]))
     unit = "" if objective == "size_bytes" else " µs"
@@ -113,6 +110,19 @@ def select(report: QuantReport, budget: float | None = None, objective: str | No
             why = f"slower: {objective} {shown(str(name))} vs {shown(fastest)}"
         reasons.append(str(name) + ": " + why)
     return Selection(best, reasons, objective, float(budget), report)
+
+
+def tied_fastest(ok: pd.DataFrame, objective: str) -> tuple[pd.Series, dict[str, float], str, list[str]]:
+    """The qualifying rows' ``objective`` values and noise, the fastest row, and the rows tied with it.
+
+    Two rows are tied when their difference is within the larger of their measurement noises; the
+    caller breaks the tie (simplest variant, smallest network).
+    """
+    value = ok[objective].astype(float)
+    noise = _noise(ok, objective)
+    fastest = str(value.idxmin())
+    tied = [str(n) for n in ok.index if value[n] - value[fastest] <= max(noise[n], noise[fastest]) + 1e-12]
+    return value, noise, fastest, tied
 
 
 def _noise(frame: pd.DataFrame, objective: str) -> dict[str, float]:
