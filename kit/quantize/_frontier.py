@@ -33,8 +33,10 @@ class CompressReport:
     """Every candidate of :func:`~kit.quantize.compress`: network x runtime variant, measured on the same rows.
 
     Attributes:
-        frame: One row per candidate (index ``<network>/<variant>``): network, variant, status, metric,
-            metric_drop (versus :data:`REFERENCE`, in the metric's units, positive = worse), p50/p99
+        frame: One row per candidate (index ``<network>/<variant>``): network, variant, status, metric and
+            metric_drop on the validation split (versus :data:`REFERENCE`, in the metric's units, positive =
+            worse: what the choice uses), test_metric and test_metric_drop (the same on the test split,
+            which nothing is chosen on: the unbiased figure to report), p50/p99
             latency at batch 1 and 64 (µs) and their noise, size_bytes, size_ratio (the original's fp32
             ONNX graph over this one), parameters, batch_invariant, lineage (list of steps), network and
             runtime_variant (the parts of the name).
@@ -93,9 +95,11 @@ class CompressReport:
 
     def table(self) -> str:
         """The candidates as an aligned text table (lineage left out: see :meth:`rows`)."""
-        cols = ["status", "metric", "metric_drop", "p50_batch1", "p50_batch64", "size_bytes", "size_ratio",
-                "parameters", "batch_invariant"]
-        shown = self.frame[[c for c in cols if c in self.frame.columns]].rename(columns={"metric": self.metric})
+        cols = ["status", "metric", "metric_drop", "test_metric", "test_metric_drop", "p50_batch1", "p50_batch64",
+                "size_bytes", "size_ratio", "parameters", "batch_invariant"]
+        shown = self.frame[[c for c in cols if c in self.frame.columns]].rename(
+            columns={"metric": f"valid {self.metric}", "metric_drop": "valid drop",
+                     "test_metric": f"test {self.metric}", "test_metric_drop": "test drop"})
         return shown.to_string(float_format=lambda v: f"{v:.4g}")
 
     def __str__(self) -> str:
@@ -128,7 +132,7 @@ class CompressReport:
             ax.axhline(self.budget, color="red", lw=0.8, ls=":")
             ax.set_xscale("log")
             ax.set_xlabel(label)
-        axes[0].set_ylabel(f"{self.metric} drop vs original (positive = worse)")
+        axes[0].set_ylabel(f"{self.metric} drop vs original on validation (positive = worse)")
         axes[0].legend(fontsize=7, loc="best")
         fig.suptitle(f"compression frontier: chosen {self.chosen} (red circle), budget {self.budget} (dotted); "
                      "o fp32 ONNX, s int8, X torch fp32", fontsize=9)
@@ -170,7 +174,9 @@ def describe_step(step: dict[str, Any]) -> str:
 def choose(frame: pd.DataFrame, budget: float, objective: str) -> tuple[str, list[str]]:
     """The candidate with the lowest ``objective`` within ``budget``, beyond the measurement noise.
 
-    Candidates within noise of the fastest are tied; the tie goes to the smallest, then the
+    ``budget`` bounds ``metric_drop``, the drop on the validation split; the test split's drop is
+    only reported (choosing on it would make it optimistic). Candidates within noise of the
+    fastest are tied; the tie goes to the smallest, then the
     batch-invariant one. The original's own rows always qualify (they are what serves when nothing
     smaller does).
     """
@@ -183,11 +189,12 @@ def choose(frame: pd.DataFrame, budget: float, objective: str) -> tuple[str, lis
         if name == best:
             why = (f"chosen: lowest {objective} ({value[best]:.1f}) within the budget {budget} beyond the noise"
                    + (f", smallest of those tied with {', '.join(t for t in tied if t != best)}" if len(tied) > 1
-                      else "") + f"; metric drop {row['metric_drop']:+.4f}")
+                      else "") + f"; metric drop {row['metric_drop']:+.4f} on validation"
+                   + (f", {row['test_metric_drop']:+.4f} on test" if "test_metric_drop" in row.index else ""))
         elif row["status"] != "ok":
             why = f"rejected: {row['status']}"
         elif name not in ok.index:
-            why = f"rejected: metric drop {row['metric_drop']:+.4f} exceeds budget {budget}"
+            why = f"rejected: metric drop on validation {row['metric_drop']:+.4f} exceeds budget {budget}"
         elif name in tied:
             why = f"tied within noise ({objective} {value[str(name)]:.1f}) but larger"
         else:
