@@ -28,7 +28,7 @@
 # background with a **Stop** button, so the notebook never freezes.
 
 # %% tags=["parameters"]
-data: str = "breast_cancer"  # built-in dataset (breast_cancer, wine, digits, diabetes) or a CSV/Parquet path
+data: str = "breast_cancer"  # built-in (breast_cancer, wine, digits, diabetes, digits_images), a file or image folder
 target: str = ""  # target column; needed for files, empty for built-ins
 epochs: int = 200  # maximum training epochs (early stopping is on)
 autorun: bool = True  # run every step from code below the wizard; False to click through it yourself

@@ -134,13 +134,15 @@ fig.tight_layout()
 # %%
 from kit import explain
 
-ex = explain.explain_images(bundle, rows=8, background_size=50)
+test = result.splits.test
+ex = explain.explain_images(bundle, test.X.head(8), background_size=50)
 print(ex, ex.why, sep="\n")
-fig = ex.plot_overlay(6)
+truth = [bundle.label_names[i] for i in test.y[:8]]
+display(ex.plot_overlay(6, truth=truth))  # the true label beside each prediction (red where they differ)
 
 # %%
-fig = ex.plot_global()
 bundle = explain.attach_images(bundle, ex)  # the service's /explain answers from this background
+display(ex.plot_global())
 
 # %% [markdown]
 # ## 4. Quantize: static int8 for the conv net

@@ -29,6 +29,20 @@ def click(panel, button=None) -> None:
     assert panel.job.wait(WAIT), f"{panel.title} still running after {WAIT}s"
 
 
+def cli_twin(train_panel: TrainPanel, out: Path, *extra: str) -> tuple[list[str], ModelBundle]:
+    """Run the `kit train` command the Train panel prints (writing to ``out``): its arguments and its bundle."""
+    import html
+    import shlex
+
+    from kit.cli import main
+
+    command = html.unescape(train_panel.command.value.split("<code>")[1].split("</code>")[0])
+    argv = shlex.split(command)[1:]
+    argv[argv.index("--out") + 1] = str(out)
+    assert main([*argv, *extra]) == 0
+    return argv, ModelBundle.load(out)
+
+
 @pytest.fixture()
 def session(tmp_path: Path) -> Session:
     return Session(output_dir=tmp_path, smoke=True)
@@ -177,9 +191,6 @@ def test_tune_panel_runs_trials_and_use_best_updates_train(session: Session):
 def test_a_tuned_network_comes_back_into_the_picker_and_its_cli_twin(session: Session, tmp_path: Path):
     """Tuned net.* parameters (resmlp's width and blocks) fill the picker's fields; the CLI line trains the same."""
     import html as html_lib
-    import shlex
-
-    from kit.cli import main
 
     session.load_data()
     session.train_config = kit.TrainConfig(net="resmlp", seed=3)
@@ -197,13 +208,8 @@ def test_a_tuned_network_comes_back_into_the_picker_and_its_cli_twin(session: Se
     # Exactly the tuned config, each parameter where the tuner put it (net_params or the shorthand field).
     assert train_panel.config() == best and "controls differ" not in train_panel.table.value
     assert f"network <code>{html_lib.escape(tuned.net.describe())}</code>" in train_panel.table.value
-    command = html_lib.unescape(train_panel.command.value.split("<code>")[1].split("</code>")[0])
-    argv = shlex.split(command)[1:]
+    argv, cli = cli_twin(train_panel, tmp_path / "cli-bundle", "--quiet", "--no-baselines")
     assert argv[argv.index("--net") + 1] == "resmlp" and "--net-params" in argv
-    out = tmp_path / "cli-bundle"
-    argv[argv.index("--out") + 1] = str(out)
-    assert main([*argv, "--quiet", "--no-baselines"]) == 0
-    cli = ModelBundle.load(out)
     assert cli.configs["train"] == tuned.configs["train"] and cli.net.params == tuned.net.params
     assert cli.metrics == tuned.metrics
     # A field changed in the picker is a difference from the current model, named in the table.
@@ -334,8 +340,6 @@ def test_package_panel_serves_the_current_model_after_a_retrain(tmp_path: Path, 
 
 def test_train_tab_after_use_best_shows_only_the_tuned_run_and_its_cli_twin(session: Session, tmp_path: Path):
     """Item 3: after "Use best parameters" the Train tab shows the tuned model's run, not the previous one."""
-    from kit.cli import main
-
     session.load_data()
     train_panel, tune_panel = TrainPanel(session), TunePanel(session)
     train_panel.epochs.value = 5
@@ -355,13 +359,7 @@ def test_train_tab_after_use_best_shows_only_the_tuned_run_and_its_cli_twin(sess
     shown = set(train_panel.fields()) | set(NET_FIELDS) | {"extra"}
     assert shown == set(kit.TrainConfig().to_dict())
     # The CLI command the panel prints trains exactly the tuned config, to the same metrics.
-    command = train_panel.command.value.split("<code>")[1].split("</code>")[0]
-    import html as html_lib
-    argv = __import__("shlex").split(html_lib.unescape(command))[1:]
-    out = tmp_path / "cli-bundle"
-    argv[argv.index("--out") + 1] = str(out)
-    assert main([*argv, "--quiet"]) == 0
-    cli = ModelBundle.load(out)
+    _, cli = cli_twin(train_panel, tmp_path / "cli-bundle", "--quiet")
     assert cli.configs["train"] == tuned.configs["train"]
     assert cli.metrics == tuned.metrics
 
@@ -545,3 +543,224 @@ def test_a_click_while_a_step_runs_is_queued_not_lost(session: Session):
     panel.job.wait(10)
     time.sleep(0.3)
     assert ran == ["second"]
+
+
+# -- images (#14): the Explain panel per pixel, the network picker per kind of data -------------------------------
+# Image models train on one torch thread: on the busy 2-core CI machine two threads made the small CNN ~27x slower.
+
+@pytest.fixture(scope="module")
+def cnn_bundle() -> ModelBundle:
+    """A cnn trained on digits_images with the smoke profile (8 epochs), on one torch thread."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return kit.train.train("digits_images", kit.TrainConfig(net="cnn", epochs=8, patience=4)).bundle
+    finally:
+        torch.set_num_threads(saved)
+
+
+@pytest.fixture()
+def one_thread():
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture()
+def images(tmp_path: Path, cnn_bundle: ModelBundle, one_thread) -> Session:
+    """A session holding digits_images and the shared cnn."""
+    s = Session(output_dir=tmp_path, smoke=True)
+    s.load_data(kit.DataConfig(source="digits_images"))
+    s.set_bundle(cnn_bundle, "train")
+    return s
+
+
+def test_explain_panel_explains_an_image_model_per_pixel(images: Session):
+    """#14: explain_images off the UI thread with progress; the global map, the overlay of picked images, attached."""
+    from kit.explain import IMAGE_BACKGROUND, ImageExplanation
+    from kit.ui.explain_panel import IMAGE_METHODS
+
+    panel = ExplainPanel(images)
+    assert panel.kind == "image" and tuple(panel.method.options) == IMAGE_METHODS
+    assert panel.image_view.controls.layout.display is None and panel.rows.description == "test images"
+    assert [v for _, v in panel.image_view.target.options] == ["predicted", *map(str, range(10))]
+    panel.rows.value, panel.background_size.value = 12, 20
+    click(panel)
+    ex = images.objects["explain"]
+    assert isinstance(ex, ImageExplanation) and ex.values.shape == (12, 1, 8, 8) and not ex.stopped
+    assert panel.image_view.progress.value == 12 and "done in" in panel.status.value
+    assert f"method <b>{ex.method}</b> on 12 test images of 8x8x1" in panel.table.value
+    # the global mean |SHAP| map, then the overlay of the first 4 images with a line each (base + SHAP = output)
+    global_map, overlay = bytes(panel.plot.value), bytes(panel.row_plot.value)
+    assert global_map.startswith(b"\x89PNG") and overlay.startswith(b"\x89PNG")
+    assert "images 0 to 3 of 12" in panel.row_info.value and panel.row.max == 11
+    assert f"<td>{ex.predicted[0]}</td>" in panel.row_info.value
+    # the true labels come from the test split, in the same order as the explained images
+    truth = [str(cnn_label) for cnn_label in
+             [images.bundle.label_names[i] for i in images.splits.test.y[:12]]]
+    assert panel.image_view.truth == truth
+    # attached to the model as the table path attaches its explanation: section + background images
+    section = images.bundle.sections["explanation"]
+    assert section["rows_explained"] == 12 and section["background_artifact"] == IMAGE_BACKGROUND
+    assert IMAGE_BACKGROUND in images.bundle.artifacts and images.outputs["explain"]["kind"] == "image"
+    assert "mean_abs_map" not in images.outputs["explain"]  # results.json keeps the summary, not the map
+    # both pictures go into the static copy (what an HTML report shows)
+    assert panel.images() == [global_map, overlay] and panel.static_html().count("<img") == 2
+    # pick the images shown: from image 5, two of them; the overlay follows
+    panel.row.value = 5
+    panel.image_view.count.value = 2
+    assert "images 5 to 6 of 12" in panel.row_info.value and bytes(panel.row_plot.value) != overlay
+    # only the misclassified ones (none is a valid answer, said so)
+    panel.image_view.show.value = "wrong"
+    wrong = [i for i in range(12) if truth[i] != str(ex.predicted[i])]
+    assert panel.image_view.candidates() == wrong
+    assert (not wrong and "none of the 12" in panel.row_info.value) or f"images {wrong[0]} to" in panel.row_info.value
+    panel.image_view.show.value = "all"
+    # another class explains again, in the background; every image is then explained for class '3'
+    panel.image_view.target.value = "3"
+    assert panel.job.wait(WAIT)
+    again = images.objects["explain"]
+    assert again is not ex and set(again.target) == {"3"} and "class &#x27;3&#x27;" in panel.table.value
+    assert images.bundle.configs["explain"]["target"] == "3"
+
+
+def test_explain_panel_stop_keeps_the_images_explained_so_far(images: Session):
+    """Stop ends explain_images at its next chunk; what was explained is shown and attached."""
+    from kit.explain import explain_images
+    from kit.explain._images import chunk_size
+
+    panel = ExplainPanel(images)
+    panel.rows.value, panel.background_size.value = 60, 20
+    first = chunk_size(60, 20)
+    assert first < 60
+    # Stop pressed the moment the first chunk is reported (the observer runs in the job's thread)
+    panel.image_view.progress.observe(lambda c: panel.stop() if c["new"] == first else None, names="value")
+    click(panel)
+    ex = images.objects["explain"]
+    assert ex.stopped and len(ex.values) == first and f"stopped after {first} of 60 images" in ex.why
+    assert "stopped by you" in panel.status.value and "(stopped by you)" in panel.table.value
+    assert images.bundle.sections["explanation"]["rows_explained"] == first
+    # a stop before the first chunk explains nothing (and says where it stopped)
+    none = explain_images(images.bundle, images.splits.test.X.head(4), images.splits.train.X, background_size=10,
+                          should_stop=lambda: True)
+    assert none.values.shape == (0, 1, 8, 8) and none.stopped and "stopped after 0 of 4" in none.why
+
+
+def test_explain_panel_follows_the_kind_of_the_current_model(trained: Session, cnn_bundle: ModelBundle, one_thread):
+    """A table explanation, then image data: the table view is cleared and the image controls shown; and back."""
+    from kit.explain import METHODS
+
+    panel = ExplainPanel(trained)
+    assert panel.kind == "table" and panel.image_view.controls.layout.display == "none"
+    panel.rows.value, panel.background_size.value, panel.method.value = 8, 20, "permutation"
+    click(panel)
+    assert "additivity error" in panel.table.value and panel.plot.value
+    trained.load_data(kit.DataConfig(source="digits_images"))
+    trained.set_bundle(cnn_bundle, "train")
+    assert panel.kind == "image" and panel.table.value == "" and not panel.plot.value and not panel.row_plot.value
+    assert panel.method.value == "auto" and panel.image_view.picker.layout.display is None
+    trained.load_data(kit.DataConfig())
+    assert panel.kind == "table" and tuple(panel.method.options) == tuple(METHODS)
+    assert panel.image_view.controls.layout.display == "none" and panel.rows.description == "test rows"
+
+
+def test_network_picker_offers_image_builders_for_images_and_table_nets_back(session: Session, one_thread):
+    """#14: image data -> cnn and image builders (cnn by default); table data -> the table nets, as they were."""
+    from torch import nn
+
+    from kit import nets
+
+    def tiny_image_net(input_shape, n_out, width: int = 4):
+        c, h, w = input_shape
+        return nn.Sequential(nn.Conv2d(c, width, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                             nn.Linear(width * h * w, n_out))
+
+    tiny_image_net.inputs = ("image",)
+    nets.register("tiny_image_net", tiny_image_net)
+    nets.register("any_input_net", "custom_net:build")  # declares no inputs: offered for both kinds
+    try:
+        session.load_data(kit.DataConfig(source="wine"))
+        panel, data = TrainPanel(session), DataPanel(session)
+        picker = panel.net
+        assert picker.choice.options == ("mlp", "resmlp", "ft_transformer", "any_input_net")
+        picker.choice.value = "resmlp"
+        picker.fields["width"].value = 32  # edited, not trained: still the one to come back to
+        data.source.value = "digits_images"
+        click(data)
+        assert picker.choice.options == ("cnn", "any_input_net", "tiny_image_net")
+        assert picker.choice.value == "cnn" and session.train_config.net == "cnn" and "cnn" in picker.status.value
+        assert set(picker.fields) == {"width", "blocks", "head", "dropout", "activation", "norm"}
+        assert picker.fields["blocks"].value == "" and panel.config().net_params == {}  # blocks: sized from the image
+        assert "--net cnn" in panel.command.value
+        picker.fields["width"].value, panel.epochs.value = 8, 2
+        click(panel)
+        assert session.bundle.net.builder == "cnn" and session.train_config.net_params == {"width": 8}
+        # a registered image builder trains on the images too
+        picker.choice.value = "tiny_image_net"
+        click(panel)
+        assert session.bundle.net.builder == "tiny_image_net" and session.bundle.kind == "image"
+        picker.choice.value = "cnn"
+        picker.fields["width"].value = 8
+        # back to a table: the table nets, and the network the picker showed for tables, as it was
+        data.source.value = "wine"
+        click(data)
+        assert picker.choice.options == ("mlp", "resmlp", "ft_transformer", "any_input_net")
+        assert picker.choice.value == "resmlp" and picker.fields["width"].value == 32
+        assert panel.config().net_params == {"width": 32}
+        # and images again: the cnn as it was left
+        data.source.value = "digits_images"
+        click(data)
+        assert picker.choice.value == "cnn" and panel.config().net_params == {"width": 8}
+        # a table net typed in anyway is refused before training, naming what to use
+        picker.choice.value = "mlp"
+        click(panel)
+        assert "takes table input, not images; use cnn" in panel.status.value
+    finally:
+        nets.unregister("tiny_image_net")
+        nets.unregister("any_input_net")
+
+
+def test_a_wizard_on_images_starts_with_the_cnn(tmp_path: Path):
+    wizard = Wizard(data="digits_images", output_dir=tmp_path, smoke=True)
+    assert wizard.session.train_config.net == "cnn" and wizard["train"].net.choice.value == "cnn"
+    assert "mlp" not in wizard["train"].net.choice.options and wizard["explain"].kind == "image"
+
+
+def test_a_tuned_cnn_comes_back_into_the_picker_and_its_cli_twin(images: Session, tmp_path: Path):
+    """#14: the Train tab reproduces a tuned image config exactly, and its `kit train` line trains the same."""
+    train_panel, tune_panel = TrainPanel(images), TunePanel(images)
+    tune_panel.n_trials.value, tune_panel.trial_epochs.value, tune_panel.pruner.value = 2, 2, "none"
+    click(tune_panel)
+    tune_panel.use_best.click()
+    tuned, best = tune_panel.result.bundle, tune_panel.result.best_config
+    assert best.net == "cnn" and "width" in best.net_params and best.dropout is not None
+    picker = train_panel.net
+    assert picker.choice.value == "cnn" and picker.fields["width"].value == best.net_params["width"]
+    assert picker.fields["dropout"].value == best.dropout
+    assert train_panel.config() == best and "controls differ" not in train_panel.table.value
+    argv, cli = cli_twin(train_panel, tmp_path / "cli-bundle", "--quiet", "--no-baselines")
+    assert argv[argv.index("--data") + 1] == "digits_images" and argv[argv.index("--net") + 1] == "cnn"
+    assert cli.configs["train"] == tuned.configs["train"] and cli.net.params == tuned.net.params
+    assert cli.metrics == tuned.metrics
+
+
+def test_package_panel_sends_test_images_as_base64_png(images: Session):
+    """The test request of an image model: the first test images as base64 PNG, drawn beside the JSON."""
+    from kit.ui.package_panel import image_rows, request_html
+
+    panel = PackagePanel(images)
+    rows = panel.test_rows()
+    assert len(rows) == 3 and all(set(r) == {"image"} and r["image"].startswith("iVBORw0KGgo") for r in rows)
+    # the PNG files decode to the test images themselves: the same prediction as the pixels
+    pixels = images.bundle.preprocessor.pixels(images.splits.test.X.head(3))
+    assert images.bundle.infer(rows).labels == images.bundle.infer(pixels).labels
+    assert rows == image_rows(images.bundle, images.splits.test.X.head(3))
+    answer = images.bundle.infer(rows).records()
+    shown = request_html(rows, answer)
+    assert shown.count("<img") == 3 and "base64 characters, drawn below" in shown and rows[0]["image"] in shown
+    assert f"row 0: {answer[0]['prediction']}" in shown  # each picture captioned with the served answer

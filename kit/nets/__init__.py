@@ -17,7 +17,7 @@ sha256), ``_spec`` (:class:`NetSpec`, the contract checks, :func:`prepare`, :fun
 
 from __future__ import annotations
 
-from kit.nets._registry import BUILTINS, Builder, names, register, resolve, unregister
+from kit.nets._registry import BUILTINS, DEFAULTS, Builder, names, register, resolve, unregister
 from kit.nets._source import Source, builder_source, sha256_text
 from kit.nets._spec import (
     SOURCE_ARTIFACT,
@@ -30,6 +30,6 @@ from kit.nets._spec import (
     rebuild,
 )
 
-__all__ = ["BUILTINS", "SOURCE_ARTIFACT", "Builder", "NetSpec", "Source", "build", "builder_source", "call",
+__all__ = ["BUILTINS", "DEFAULTS", "SOURCE_ARTIFACT", "Builder", "NetSpec", "Source", "build", "builder_source", "call",
            "check_params", "config_params", "names", "prepare", "rebuild", "register", "resolve", "sha256_text",
            "unregister"]

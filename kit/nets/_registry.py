@@ -25,6 +25,8 @@ BUILTINS: dict[str, str] = {
     "cnn": "kit.nets.cnn:build",
 }
 """The zoo: built-in names and the import paths they stand for."""
+DEFAULTS: dict[str, str] = {"table": "mlp", "image": "cnn"}
+"""The network a wizard picks for each kind of data until the user picks another."""
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _REGISTRY: dict[str, Callable[..., Any] | str] = dict(BUILTINS)
@@ -79,10 +81,27 @@ def unregister(name: str) -> None:
         _REGISTRY.pop(name, None)
 
 
-def names() -> list[str]:
-    """Every name a ``net`` may use: the built-ins first, then registered builders."""
+def names(kind: str | None = None) -> list[str]:
+    """Every name a ``net`` may use: the built-ins first, then registered builders.
+
+    Args:
+        kind: ``"table"`` or ``"image"``: only the builders that take that input (see
+            :attr:`Builder.inputs`; a builder that does not declare its inputs is listed for both, and
+            so is a registered import path that cannot be imported now: picking it says why).
+    """
     with _LOCK:
-        return [*BUILTINS, *sorted(n for n in _REGISTRY if n not in BUILTINS)]
+        every = [*BUILTINS, *sorted(n for n in _REGISTRY if n not in BUILTINS)]
+    if kind is None:
+        return every
+
+    def takes(name: str) -> bool:
+        try:
+            inputs = resolve(name).inputs
+        except BuilderError:
+            return True
+        return inputs is None or kind in inputs
+
+    return [n for n in every if takes(n)]
 
 
 @dataclass(frozen=True)
@@ -105,6 +124,12 @@ class Builder:
     def builtin(self) -> bool:
         """Whether this is one of the zoo's networks."""
         return self.ref in BUILTINS
+
+    @property
+    def inputs(self) -> tuple[str, ...] | None:
+        """The kinds of input it takes (``build.inputs``; the table zoo takes tables), ``None``: undeclared."""
+        declared = getattr(self.fn, "inputs", ("table",) if self.builtin else None)
+        return None if declared is None else tuple(declared)
 
     def parameters(self) -> dict[str, inspect.Parameter]:
         """The builder's own parameters: everything after ``n_in`` and ``n_out`` (no ``**kwargs``)."""

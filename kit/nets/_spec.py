@@ -178,7 +178,7 @@ def call(builder: Builder, n_in: int | Sequence[int], n_out: int, params: Mappin
     torch = require("torch", "train")
     shape = input_shape(n_in)
     kind = "table" if len(shape) == 1 else "image"
-    takes = getattr(builder.fn, "inputs", ("table",) if builder.builtin else None)
+    takes = builder.inputs
     if takes is not None and kind not in takes:
         other = "cnn or an image builder build(input_shape, n_out, **params)" if kind == "image" else \
             "mlp, resmlp or ft_transformer"

@@ -1,4 +1,8 @@
-"""Explain panel: SHAP values of test rows, the global importance plot and a row picker with its waterfall."""
+"""Explain panel: SHAP values of test rows, the global importance plot and a row picker with its waterfall.
+
+An image model is explained per pixel instead (:mod:`kit.ui.explain_images_view`): the global mean
+|SHAP| map, then the picked images with the heat map of the explained class over each.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,23 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from kit.ui._base import LAYOUT, STYLE, Panel, png, table_html
+from kit.ui.explain_images_view import ImageExplainView
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from kit.explain import Explanation
 
+IMAGE_METHODS = ("auto", "deep", "gradient")
+"""The methods an image model is explained with (per pixel)."""
 
 
 class ExplainPanel(Panel):
-    """Explain the current bundle on test rows (background: training rows); pick a row to see why."""
+    """Explain the current bundle on test rows (background: training rows); pick a row to see why.
+
+    The panel follows the current model's kind: a table model gets the table path (importance bar
+    and one row's waterfall), an image model the image path (:class:`ImageExplainView`).
+    """
 
     title = "Explain"
     step = "explain"
@@ -40,23 +51,74 @@ class ExplainPanel(Panel):
         self.row_info = widgets.HTML()
         self.row_plot = widgets.Image(format="png", layout={"max_width": "700px", "display": "none"})
         self.row.observe(lambda _c: self.show_row(), names="value")
-        return [self.rows, self.method, self.background_size]
+        self.image_view = ImageExplainView(self)
+        return [self.rows, self.method, self.background_size, self.image_view.controls]
 
     def __init__(self, session: Any = None) -> None:
+        self.kind = ""
         super().__init__(session)
-        self.widget.children = (*self.widget.children, widgets.HTML("<b>One row</b>"), self.row, self.row_info,
+        self.detail = widgets.HTML("<b>One row</b>")
+        self.widget.children = (*self.widget.children, self.detail, self.image_view.picker, self.row, self.row_info,
                                 self.row_plot)
+        self.follow_kind()
 
     @property
     def explanation(self) -> Explanation | None:
-        """The last explanation (kept in the session)."""
-        ex: Explanation | None = self.session.objects.get("explain")
-        return ex
+        """The last table explanation (kept in the session)."""
+        from kit.explain import Explanation
 
-    def work(self, cancel: threading.Event) -> Explanation:
-        """Explain test rows against a training-rows background and store the ranking in the bundle."""
+        ex = self.session.objects.get("explain")
+        return ex if isinstance(ex, Explanation) else None
+
+    def model_kind(self) -> str:
+        """``image`` or ``table``: the current model's input, else the loaded data's."""
+        bundle = self.session.bundle
+        return bundle.kind if bundle is not None else self.session.data_kind
+
+    def follow_kind(self) -> None:
+        """Show the controls of the current model's kind; another kind clears what was shown."""
+        from kit.explain import METHODS
+
+        kind = self.model_kind()
+        image = kind == "image"
+        bundle = self.session.bundle
+        if image:
+            self.image_view.set_classes(list(bundle.label_names or []) if bundle is not None else
+                                    list(getattr(self.session.dataset, "label_names", None) or []))
+        if kind == self.kind:
+            return
+        self.kind = kind
+        method = self.method.value
+        self.method.options = list(IMAGE_METHODS if image else METHODS)
+        self.method.value = method if method in self.method.options else "auto"
+        self.rows.description = "test images" if image else "test rows"
+        self.background_size.description = "background images" if image else "background rows"
+        self.row.description = "first image" if image else "row"
+        self.detail.value = "<b>Images</b>" if image else "<b>One row</b>"
+        self.plot.layout.max_width = "380px" if image else "640px"  # the map at about its own size
+        for box in (self.image_view.controls, self.image_view.picker):
+            box.layout.display = None if image else "none"
+        self.table.value, self.row_info.value = "", ""
+        for plot in (self.plot, self.row_plot):
+            plot.value = b""
+            plot.layout.display = "none"
+        self.row.max, self.row.disabled = 0, True
+
+    def _changed(self, what: str) -> None:
+        if what in ("data", "bundle", "train", "tune", "quantize") and not self.job.running:
+            self.follow_kind()
+        super()._changed(what)
+
+    def work(self, cancel: threading.Event) -> Any:
+        """Explain test rows against a training-rows background and store the result in the bundle.
+
+        An image model: :meth:`ImageExplainView.work` (per pixel, with progress; Stop keeps what was done).
+        """
         from kit.explain import attach, explain
 
+        self.follow_kind()
+        if self.kind == "image":
+            return self.image_view.work(cancel)
         bundle = self.session.require_bundle()
         self.session.require_data()
         splits = self.session.splits
@@ -70,6 +132,9 @@ class ExplainPanel(Panel):
 
     def render(self) -> None:
         """The top features, how the method was chosen, and the row picker's range."""
+        if self.kind == "image":
+            self.image_view.render()
+            return
         ex = self.explanation
         if ex is None:
             return
@@ -82,7 +147,10 @@ class ExplainPanel(Panel):
         self.show_row()
 
     def make_figure(self) -> Figure | None:
-        """Global importance: mean |SHAP| per feature."""
+        """Global importance: mean |SHAP| per feature (images: the mean |SHAP| map)."""
+        if self.kind == "image":
+            image = self.image_view.explanation
+            return image.plot_global() if image is not None and len(image.values) else None
         ex = self.explanation
         return ex.plot_bar(max_display=12) if ex is not None else None
 
@@ -94,7 +162,10 @@ class ExplainPanel(Panel):
         return ex.plot_waterfall(int(self.row.value), max_display=10)
 
     def show_row(self) -> None:
-        """Render the picked row's prediction and waterfall."""
+        """Render the picked row's prediction and waterfall (images: the picked images' overlay)."""
+        if self.kind == "image":
+            self.image_view.show_picked()
+            return
         ex = self.explanation
         if ex is None:
             return
@@ -112,5 +183,9 @@ class ExplainPanel(Panel):
             self.row_plot.layout.display = None
 
     def images(self) -> list[bytes]:
-        """Global plot, then the picked row's waterfall."""
+        """Global plot, then the picked row's waterfall (images: the picked images' overlay)."""
         return super().images() + ([bytes(self.row_plot.value)] if self.row_plot.value else [])
+
+    def summary_html(self) -> str:
+        """The summary (images: with the line of each image shown)."""
+        return str(self.table.value) + (str(self.row_info.value) if self.kind == "image" else "")

@@ -1,9 +1,11 @@
 """The network picker: a builder (built-in, registered or an import path) and its parameters as fields.
 
 :class:`NetPicker` is a widget the Train panel embeds. Its dropdown lists :func:`kit.nets.names`
-(the zoo, then builders registered in this kernel) and accepts a typed import path
-(``my_nets:build``); choosing one shows a field per parameter of the builder's signature, typed
-by its default (number, text, checkbox; lists as ``128,64`` or JSON). :meth:`NetPicker.apply`
+for the kind of data loaded (tables: ``mlp``, ``resmlp``, ``ft_transformer``; images: ``cnn``; then
+builders registered in this kernel that take that kind or do not say) and accepts a typed import
+path (``my_nets:build``); choosing one shows a field per parameter of the builder's signature, typed
+by its default (number, text, checkbox; lists as ``128,64`` or JSON; a ``None`` default as an empty
+field). :meth:`NetPicker.apply`
 turns the fields into a :class:`~kit.config.TrainConfig`: a value the config already holds keeps
 its place (field or ``net_params``), so a tuned config shown in the picker comes back exactly;
 other values equal to the builder's default are left out, the shorthand fields (``hidden``,
@@ -35,12 +37,15 @@ def _widget(name: str, default: Any) -> Any:
         return widgets.IntText(description=name, style=FIELD_STYLE, layout=FIELD_LAYOUT)
     if isinstance(default, float):
         return widgets.FloatText(description=name, style=FIELD_STYLE, layout=FIELD_LAYOUT)
-    placeholder = "e.g. 128,64" if isinstance(default, list | tuple) else "a JSON value"
+    placeholder = ("e.g. 128,64" if isinstance(default, list | tuple) else
+                   "empty: None (the builder decides)" if default is None else "a JSON value")
     return widgets.Text(description=name, placeholder=placeholder, style=FIELD_STYLE, layout=FIELD_LAYOUT)
 
 
 def _show(default: Any, value: Any) -> Any:
     """A parameter value as its field holds it."""
+    if value is None and default is None:
+        return ""  # the builder decides (e.g. cnn's blocks, sized from the image)
     if isinstance(default, bool | int | float) and not isinstance(value, list | dict):
         return value
     if isinstance(value, list | tuple) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
@@ -71,6 +76,8 @@ def _parse(name: str, default: Any, value: Any) -> Any:
         return items
     if isinstance(default, str):
         return text
+    if default is None and not text:
+        return None
     try:
         return json.loads(text)
     except ValueError:
@@ -80,18 +87,20 @@ def _parse(name: str, default: Any, value: Any) -> Any:
 class NetPicker:
     """A builder chooser with one field per builder parameter.
 
+    Args:
+        config: The config to show.
+        kind: ``table`` or ``image``: which builders the dropdown offers.
+
     Attributes:
         choice: The combo box: a known name or a typed ``module:function``.
         fields: The current builder's parameter fields, by parameter name.
         box: The widget to display.
     """
 
-    def __init__(self, config: TrainConfig | None = None) -> None:
-        from kit import nets
-
-        self.choice = widgets.Combobox(description="network", options=nets.names(), ensure_option=False,
-                                       placeholder="mlp, resmlp, ft_transformer or module:function",
-                                       style=FIELD_STYLE, layout=FIELD_LAYOUT)
+    def __init__(self, config: TrainConfig | None = None, kind: str = "table") -> None:
+        self.kind = kind
+        self.choice = widgets.Combobox(description="network", ensure_option=False, style=FIELD_STYLE,
+                                       layout=FIELD_LAYOUT)
         self.refresh_button = widgets.Button(description="↻", tooltip="list builders registered since",
                                              layout={"width": "40px"})
         self.status = widgets.HTML()
@@ -110,13 +119,21 @@ class NetPicker:
 
     # -- what the Train panel calls ------------------------------------------------------------
     def refresh(self) -> None:
-        """List the built-ins and every builder registered in this kernel so far."""
+        """List the built-ins and every builder registered in this kernel so far that take :attr:`kind`."""
         from kit import nets
 
-        self.choice.options = nets.names()
+        self.choice.options = nets.names(self.kind)
+        zoo = [n for n in self.choice.options if n in nets.BUILTINS]
+        self.choice.placeholder = f"{', '.join(zoo)} or module:function"
 
-    def show(self, config: TrainConfig) -> None:
-        """Show ``config``'s network and its parameter values (the builder's defaults elsewhere)."""
+    def show(self, config: TrainConfig, kind: str | None = None) -> None:
+        """Show ``config``'s network and its parameter values (the builder's defaults elsewhere).
+
+        Args:
+            config: The config.
+            kind: The kind of data now loaded (``table`` or ``image``); ``None``: unchanged.
+        """
+        self.kind = kind or self.kind
         self.refresh()
         self.choice.value = config.net
         self._chosen(config.net, config.net_kwargs())
@@ -158,8 +175,8 @@ class NetPicker:
         from kit import nets
 
         name = (name or "").strip()
-        if not name or (name not in self.choice.options and ":" not in name):
-            return  # still typing
+        if not name or (name not in nets.names() and ":" not in name):
+            return  # still typing (a known builder of another kind is shown: training names the kind it takes)
         try:
             builder = nets.resolve(name)
             params = builder.parameters()

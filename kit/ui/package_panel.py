@@ -179,12 +179,17 @@ class PackagePanel(Panel):
         return self.response
 
     def test_rows(self, n: int = 3) -> list[dict[str, Any]]:
-        """The first ``n`` test rows as JSON (missing values as ``null``), else the schema's example."""
+        """The first ``n`` test rows as JSON (missing values as ``null``), else the schema's example.
+
+        An image model gets its first ``n`` test images as base64 PNG files, as a client sends them.
+        """
         from kit._json import to_json
 
         splits = self.session.splits
         if splits is None or self.session.bundle is None:
             return self.session.require_bundle().example(2)
+        if self.session.bundle.kind == "image":
+            return image_rows(self.session.bundle, splits.test.X.head(n))
         X = splits.test.X[self.session.bundle.feature_names].head(n)
         rows: list[dict[str, Any]] = to_json(X.astype(object).where(X.notna(), None).to_dict("records"))
         return rows
@@ -258,13 +263,52 @@ class PackagePanel(Panel):
         self.table.value = "".join(f"<p>{line}</p>" for line in lines) + table_html(rows)
         if "response" in out:
             self.response_box.value = (
-                "<p>request to <code>/predict</code>:</p><pre>"
-                + html.escape(json.dumps(out["request"], indent=1)[:1500]) + "</pre><p>response:</p><pre>"
+                "<p>request to <code>/predict</code>:</p>" + request_html(out["request"], out["response"])
+                + "<p>response:</p><pre>"
                 + html.escape(json.dumps(out["response"], indent=1)[:1500]) + "</pre>")
 
     def summary_html(self) -> str:
         """Tags and the test request/response."""
         return str(self.table.value) + str(self.response_box.value)
+
+
+def image_rows(bundle: Any, X: Any) -> list[dict[str, Any]]:
+    """Records ``{"image": "<base64 PNG>"}`` of some images, the way a client sends them to an image model."""
+    import base64
+
+    from kit.preprocess import encode_png
+
+    field = bundle.feature_names[0]
+    return [{field: base64.b64encode(encode_png(p)).decode("ascii")} for p in bundle.preprocessor.pixels(X)]
+
+
+IMAGE_STARTS = {"png": "iVBORw0KGgo", "jpeg": "/9j/"}
+"""How base64 text of a PNG or a JPEG file starts (the file's magic bytes, encoded)."""
+
+
+def request_html(rows: list[dict[str, Any]], response: Any = None) -> str:
+    """The request's rows as JSON; base64 images are shortened in the text and drawn below it.
+
+    Each image drawn is captioned with the prediction of ``response`` (the server's answer) for it.
+    """
+    answers = response if isinstance(response, list) else []
+    pictures, shown = [], []
+    for i, row in enumerate(rows):
+        row = dict(row)
+        for name, value in row.items():
+            kind = next((k for k, start in IMAGE_STARTS.items() if isinstance(value, str) and value.startswith(start)),
+                        None)
+            if kind is not None:
+                said = answers[i].get("prediction") if i < len(answers) and isinstance(answers[i], dict) else None
+                caption = f"row {i}" + (f": {html.escape(str(said))}" if said is not None else "")
+                pictures.append(f"<figure style='display:inline-block;margin:2px 6px;text-align:center'><img "
+                                f"alt='row {i}' src='data:image/{kind};base64,{html.escape(value)}' "
+                                f"style='width:48px;image-rendering:pixelated'/><figcaption><small>{caption}"
+                                "</small></figcaption></figure>")
+                row[name] = f"{value[:16]}... ({len(value)} base64 characters, drawn below)"
+        shown.append(row)
+    text = "<pre>" + html.escape(json.dumps(shown, indent=1)[:1500]) + "</pre>"
+    return text + ("<div>" + "".join(pictures) + "</div>" if pictures else "")
 
 
 def compare(local: Any, response: Any, served_tag: str, current_tag: str | None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kit.config import DataConfig, ExplainConfig, GateConfig, QuantizeConfig, TrainConfig, TuneConfig
+from kit.config import MLP_FIELDS, DataConfig, ExplainConfig, GateConfig, QuantizeConfig, TrainConfig, TuneConfig
 from kit.errors import DataError
 from kit.results import notebook_results, write_results
 
@@ -59,6 +59,10 @@ class Session:
             tag or a running server belongs to one version.
         stale: Why the last stored model is no longer the current one (empty when it is).
         data_error: Why the last data load failed (empty after a good load).
+
+    Loading another kind of data (images after a table, or back) keeps the network a builder that
+    takes it: a table network gives way to ``cnn`` (:data:`kit.nets.DEFAULTS`), and the network and
+    parameters used for the other kind come back when that kind is loaded again.
     """
 
     data_config: DataConfig = field(default_factory=DataConfig)
@@ -81,6 +85,7 @@ class Session:
     version: int = 0
     stale: str = ""
     data_error: str = ""
+    _nets: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     _listeners: list[Listener] = field(default_factory=list, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
@@ -90,6 +95,8 @@ class Session:
             self.train_config, self.tune_config = self.train_config.smoke(), self.tune_config.smoke()
             self.explain_config, self.quantize_config = self.explain_config.smoke(), self.quantize_config.smoke()
             self.gate_config = self.gate_config.smoke()
+        if self.data_kind == "image":  # images named up front: cnn from the start (tables need no torch import yet)
+            self._fit_network("image")
 
     # -- events ----------------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> None:
@@ -134,11 +141,44 @@ class Session:
             same = self.bundle is not None and _same_data(self.bundle, dataset.data_hash, config)
             self.data_config, self.dataset, self.splits, self.data_error = config, dataset, splits, ""
             self.result = None
+            self._fit_network(self.data_kind)
             if not same and self.bundle is not None:
                 self.bundle, self.bundle_path = None, None
                 self._invalidate(f"the data changed to {dataset.name}")
         self.notify("data")
         return dataset
+
+    @property
+    def data_kind(self) -> str:
+        """``image`` or ``table``: the loaded data's kind, else the current model's, else :attr:`data_config`'s."""
+        from kit.data import ImageDataset
+        from kit.data.image import is_image_source
+
+        if self.dataset is not None:
+            return "image" if isinstance(self.dataset, ImageDataset) else "table"
+        if self.bundle is not None:
+            return self.bundle.kind
+        return "image" if is_image_source(self.data_config.source, self.data_config.kind) else "table"
+
+    def _fit_network(self, kind: str) -> None:
+        """Make :attr:`train_config`'s network one that takes ``kind`` input (see the class docstring)."""
+        from kit import nets
+        from kit.errors import KitError
+
+        try:
+            inputs = nets.resolve(self.train_config.net).inputs
+        except KitError:  # a builder that cannot be imported now: training will say so, naming it
+            return
+        if inputs is None or kind in inputs:
+            return
+        for other in inputs:  # remembered for when that kind of data comes back
+            self.keep_network(self.train_config, other)
+        default: dict[str, Any] = {"net": nets.DEFAULTS[kind], "net_params": {}, **dict.fromkeys(MLP_FIELDS)}
+        self.train_config = self.train_config.replace(**self._nets.get(kind, default))
+
+    def keep_network(self, config: TrainConfig, kind: str) -> None:
+        """Remember ``config``'s network and parameters as the ones to restore when ``kind`` data comes back."""
+        self._nets[kind] = {f: getattr(config, f) for f in ("net", "net_params", *MLP_FIELDS)}
 
     def require_data(self) -> Dataset:
         """The loaded dataset, loading :attr:`data_config` first if needed."""

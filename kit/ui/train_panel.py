@@ -1,7 +1,8 @@
 """Train panel: the network picker, every TrainConfig field, Train / Stop, a progress bar and live curves.
 
-The network picker (:mod:`kit.ui.net_picker`) lists the zoo and registered builders and shows the
-chosen builder's parameters as fields; the other controls hold ``session.train_config`` exactly
+The network picker (:mod:`kit.ui.net_picker`) lists the zoo and registered builders for the kind of
+data loaded (images: ``cnn``, the session's default for them) and shows the chosen builder's
+parameters as fields; the other controls hold ``session.train_config`` exactly
 (text boxes, no slider that rounds a value), so after Tune's "Use best parameters" the panel
 shows the tuned config digit for digit, ``net.*`` parameters included, and prints the
 ``kit train`` command that trains the same (:mod:`kit.ui.train_view`). What the table and plot
@@ -93,7 +94,7 @@ class TrainPanel(Panel):
         self.label_smoothing = number(widgets.BoundedFloatText, "label smoothing", min=0.0, max=0.999)
         self.batch_size = number(widgets.BoundedIntText, "batch size", min=1, max=1_000_000)
         # The network and its parameters (hidden, dropout, activation, norm, net_params).
-        self.net = NetPicker(self.session.train_config)
+        self.net = NetPicker(self.session.train_config, self.session.data_kind)
         self.scheduler = widgets.Dropdown(options=SCHEDULERS, description="lr schedule", style=STYLE, layout=LAYOUT)
         self.warmup_epochs = number(widgets.BoundedIntText, "warm-up epochs", min=0, max=1_000_000)
         self.monitor = widgets.Dropdown(options=["auto"], description="early-stop metric", style=STYLE, layout=LAYOUT)
@@ -132,7 +133,7 @@ class TrainPanel(Panel):
             self.device.options = [*self.device.options, cfg.device]
         for name, control in self.fields().items():
             control.value = getattr(cfg, name)
-        self.net.show(cfg)
+        self.net.show(cfg, self.session.data_kind)
         others = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
                   if f.name not in self.fields() and f.name not in NET_FIELDS}
         set_in_code = {k: v for k, v in others.items() if v}  # e.g. extra={...}; nothing to say when empty
@@ -185,6 +186,11 @@ class TrainPanel(Panel):
 
     def _changed(self, what: str) -> None:
         if what in ("train_config", "data") and not self.job.running:
+            if what == "data" and self.net.kind != self.session.data_kind:
+                # Another kind of data: the picker's network, edited or not, is the one to come back to.
+                edited = self.config_or_none()
+                if edited is not None and edited.net == self.net.choice.value.strip():
+                    self.session.keep_network(edited, self.net.kind)
             self.sync_controls()
         super()._changed(what)
 
