@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     saved = torch.get_num_threads()
     torch.set_num_threads(1)  # see tests/test_images_train.py: a busy 2-core machine
     try:
-        result = train(folder, kit.TrainConfig(net="cnn", epochs=12, patience=4), baselines=False)
+        # image_size given: another size is resized ("stretch"), as a service for photos would be
+        result = train(kit.DataConfig(source=str(folder), image_size=(8, 8)),
+                       kit.TrainConfig(net="cnn", epochs=12, patience=4), baselines=False)
     finally:
         torch.set_num_threads(saved)
     home = tmp_path_factory.mktemp("bentoml_home")
@@ -78,7 +82,8 @@ def test_base64_png_predictions_equal_in_process_for_the_whole_test_split(served
 @pytest.mark.parametrize(("value", "words"), [
     ("%%% not base64", "base64"),
     (base64.b64encode(b"just some text").decode(), "not a PNG or JPEG"),
-    (b64(np.zeros((9, 8), dtype=np.uint8)), "9x8"),
+    (base64.b64encode(encode_png(np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8))[:-40]).decode(),
+     "truncated"),
     (None, "base64 PNG or JPEG string"),
 ])
 def test_bad_images_get_a_4xx_naming_the_row(served, value, words):
@@ -97,6 +102,36 @@ def test_a_decompression_bomb_and_an_oversized_body_are_refused(served):
     big = np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)  # > the 200 kB body limit
     response = post(served["server"], "/predict", {"rows": [{"image": b64(big)}]})
     assert response.status_code == 413
+
+
+def test_a_slow_image_request_does_not_stall_small_ones(served):
+    url = served["server"].url + "/predict"
+    buffer = io.BytesIO()
+    Image.new("L", (6000, 6000), 128).save(buffer, format="PNG")  # 48 kB, but 36 million pixels to inflate
+    slow = {"rows": [{"image": base64.b64encode(buffer.getvalue()).decode()}] * 3}  # under the 200 kB limit
+    small = {"rows": [{"image": b64(np.zeros((8, 8), dtype=np.uint8))}]}
+
+    def timed(body: dict[str, Any]) -> tuple[httpx.Response, float, float]:
+        start = time.perf_counter()
+        response = httpx.post(url, json=body, timeout=120)
+        return response, start, time.perf_counter()
+
+    with ThreadPoolExecutor(1) as pool:
+        big = pool.submit(timed, slow)
+        time.sleep(0.2)  # the slow request is being read or decoded
+        answered = []
+        while not big.done():
+            response, start, end = timed(small)
+            assert response.status_code == 200, response.text
+            answered.append((start, end))
+    response, big_start, big_end = big.result()
+    assert response.status_code == 200 and len(response.json()) == 3, response.text
+    # Decoding the three big images (about 1 s of Pillow work) runs in the worker's decode pool, so the one
+    # worker's event loop kept answering small requests meanwhile; decoded on the loop, none could finish
+    # before the slow request's images were decoded, and at most one before its answer.
+    during = [end - start for start, end in answered if end < big_end]
+    assert len(during) >= 3, (len(during), big_end - big_start)
+    assert sorted(during)[len(during) // 2] < (big_end - big_start) / 4, (during, big_end - big_start)
 
 
 def test_predict_file_scores_a_zip_and_one_image_as_csv(served):
