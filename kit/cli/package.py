@@ -84,12 +84,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     common = {"keep": args.keep, "on_error": args.on_error, "errors": args.errors, "fmt": args.format,
               "progress": not args.quiet}
     if args.engine == "spark":
-        from kit.package import predict_spark_file, spark_session
+        from kit.package import predict_spark_file
 
         config = dict(_key_value(item) for item in args.conf or [])
-        spark = spark_session(args.master, config=config) if config else None
         summary = predict_spark_file(args.input, args.output, model, master=args.master, partitions=args.partitions,
-                                     overwrite=args.overwrite, part_bytes=int(args.part_mb * 2**20), spark=spark,
+                                     overwrite=args.overwrite, part_bytes=int(args.part_mb * 2**20), config=config,
                                      **common)
     else:
         spark_only = [o for o, v in (("--master", args.master), ("--partitions", args.partitions),
