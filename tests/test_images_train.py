@@ -128,6 +128,30 @@ def test_a_bad_image_deep_in_a_chunked_call_is_named_by_its_row(result, folder):
     assert (info.value.row, info.value.field) == (2100, "image")
 
 
+def test_the_model_card_has_an_images_section(result, folder):
+    from kit.card import card
+
+    bundle = result.bundle
+    pre = bundle.preprocessor
+    md = card(bundle).markdown()
+    assert "from 1x8x8 images" in md and "imputed" not in md  # the overview and limits speak of images
+    section = md[md.index("## Images"):md.index("## Metrics")]
+    assert "| input (channels, height, width) | 1, 8, 8 |" in section and "| channels | 1 (grayscale" in section
+    assert "| resize policy | none: every image must be 8x8" in section
+    assert f"| mean | L={pre.mean_[0]:.6g} |" in section and f"| std | L={pre.std_[0]:.6g} |" in section
+    assert "| classes | 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 |" in section
+    # samples per class and split, from the split the model was trained on
+    counts = np.bincount(result.splits.train.y, minlength=10)
+    assert f"| 0 | {counts[0]} | " in section
+    files = len(list(folder.rglob("*.png")))
+    assert f"| all | {len(result.splits.train)} | {len(result.splits.valid)} | {len(result.splits.test)} | {files} |" \
+        in section
+    # the drift reference the service compares requests with
+    reference = bundle.reference["image.mean.L"]
+    assert f"| mean intensity (L) | image.mean.L | {reference['n']} |" in section
+    assert f"{reference['quantiles'][50]:.4g}" in section and "| file height (px) | image.height |" in section
+
+
 def test_cnn_is_sized_from_the_input_shape():
     assert [blocks_for(s, s) for s in (4, 8, 16, 28, 32, 224)] == [1, 2, 3, 3, 3, 3]
     small = nets.call(nets.resolve("cnn"), (3, 8, 8), 4, {})
