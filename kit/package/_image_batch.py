@@ -15,11 +15,13 @@ member). See ``bench/images_folder.py`` for the peak memory on 12,500 and 50,000
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import time
 import zipfile
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -140,7 +142,8 @@ def upload_items(data: bytes, name: str = "image") -> Iterator[tuple[str, bytes]
 
 
 def iter_scores(bundle: ModelBundle, items: Iterable[tuple[str, Any]], *, batch_size: int = 256,
-                on_error: str = "fail", progress: Any = None) -> Iterator[tuple[pd.DataFrame, list[dict[str, str]]]]:
+                on_error: str = "fail", progress: Any = None, lock: AbstractContextManager[Any] | None = None
+                ) -> Iterator[tuple[pd.DataFrame, list[dict[str, str]]]]:
     """Score image files through ``bundle.infer``, ``batch_size`` at a time: each batch's predictions and failures.
 
     Args:
@@ -150,6 +153,8 @@ def iter_scores(bundle: ModelBundle, items: Iterable[tuple[str, Any]], *, batch_
         on_error: ``fail``: the first unusable file stops the run, named; ``skip``: it is set aside
             with the reason.
         progress: A tqdm-like bar advanced by one per file, or ``None``.
+        lock: Held around each ``infer`` call only, not while files are read and decoded (the
+            service's model lock: ``/predict`` requests run between an upload's batches).
 
     Yields:
         The batch's predictions (``file``, ``prediction``, ``proba_<label>``...) and its failures
@@ -179,22 +184,26 @@ def iter_scores(bundle: ModelBundle, items: Iterable[tuple[str, Any]], *, batch_
         if progress is not None:
             progress.update(1)
         if len(names) >= batch_size:
-            yield _scored(bundle, names, pixels), failed
+            yield _scored(bundle, names, pixels, lock), failed
             names, pixels, failed = [], [], []
     if names or failed:
-        yield _scored(bundle, names, pixels), failed
+        yield _scored(bundle, names, pixels, lock), failed
 
 
-def _scored(bundle: ModelBundle, names: list[str], pixels: list[np.ndarray]) -> pd.DataFrame:
+def _scored(bundle: ModelBundle, names: list[str], pixels: list[np.ndarray],
+            lock: AbstractContextManager[Any] | None = None) -> pd.DataFrame:
     pre: Any = bundle.preprocessor
     batch = np.stack(pixels) if pixels else np.zeros((0, *pre.image_size_, pre.channels_), np.uint8)
-    frame = bundle.infer(batch).to_frame()
+    with lock if lock is not None else contextlib.nullcontext():
+        prediction = bundle.infer(batch)
+    frame = prediction.to_frame()
     frame.insert(0, FILE_COLUMN, names)
     return frame
 
 
 def score_images(bundle: ModelBundle, items: Iterable[tuple[str, Any]], *, batch_size: int = 256,
-                 on_error: str = "fail", progress: Any = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 on_error: str = "fail", progress: Any = None, lock: AbstractContextManager[Any] | None = None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score image files through ``bundle.infer``, ``batch_size`` at a time, into one frame (:func:`iter_scores`).
 
     Returns:
@@ -206,7 +215,8 @@ def score_images(bundle: ModelBundle, items: Iterable[tuple[str, Any]], *, batch
     """
     parts = [_scored(bundle, [], [])]
     failed: list[dict[str, str]] = []
-    for scored, failures in iter_scores(bundle, items, batch_size=batch_size, on_error=on_error, progress=progress):
+    for scored, failures in iter_scores(bundle, items, batch_size=batch_size, on_error=on_error, progress=progress,
+                                        lock=lock):
         parts.append(scored)
         failed.extend(failures)
     return pd.concat(parts, ignore_index=True), pd.DataFrame(failed, columns=[FILE_COLUMN, "error"])

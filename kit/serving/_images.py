@@ -109,8 +109,14 @@ def window_rows(bundle: ModelBundle, rows: list[dict[str, Any]]) -> list[dict[st
     return [dict(zip(frame.columns, values, strict=True)) for values in frame.itertuples(index=False)]
 
 
-def predict_upload(bundle: ModelBundle, data: bytes) -> str:
+def predict_upload(bundle: ModelBundle, data: bytes, lock: threading.Lock | None = None) -> str:
     """CSV text of the predictions for an uploaded image or ZIP of images (``file``, ``prediction``, probabilities).
+
+    Args:
+        bundle: The served image model.
+        data: The upload.
+        lock: The model's lock, held only while a batch runs through the model (decoding the files
+            does not keep ``/predict`` waiting).
 
     Raises:
         DataError: An unreadable ZIP or one over the limits.
@@ -118,6 +124,6 @@ def predict_upload(bundle: ModelBundle, data: bytes) -> str:
     """
     from kit.package._image_batch import score_images, upload_items
 
-    scored, _ = score_images(bundle, upload_items(data), on_error="fail")
+    scored, _ = score_images(bundle, upload_items(data), on_error="fail", lock=lock)
     text: str = scored.to_csv(index=False)
     return text
