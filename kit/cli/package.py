@@ -169,7 +169,8 @@ def register(sub: Any) -> None:
                                  "model: a folder of images or a .zip")
     p.add_argument("output", help="local: a .csv or .parquet file; spark: a directory (.csv in its name: CSV)")
     p.add_argument("--engine", choices=["local", "spark"], default="local",
-                   help="local: stream in this process (default); spark: Apache Spark, resumable parts")
+                   help="local: stream in this process (default); spark: Apache Spark, resumable parts (tables "
+                        "only: an image model is scored locally)")
     p.add_argument("--keep", help="input columns copied beside each prediction, e.g. id,region")
     p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
                    help="a row that fails the schema stops the run (fail) or goes to the errors output (skip)")
