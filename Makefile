@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/reliability.py
 	$(BIN)/python bench/batch.py
 	$(BIN)/python bench/images.py
+	$(BIN)/python bench/images_folder.py
 
 report: $(STAMP)
 	$(BIN)/kit run --smoke

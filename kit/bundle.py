@@ -30,6 +30,7 @@ import numpy as np
 
 from kit._bundle_data import BundleData, reload
 from kit._bundle_files import read_files, write_files
+from kit._infer import raw_outputs
 from kit._json import strict_json_default
 from kit.config import DataConfig
 from kit.errors import DataError, IntegrityError, KitError
@@ -149,6 +150,7 @@ class ModelBundle:
         """The single prediction path: check rows, preprocess, run the runtime, decode.
 
         Notebook, batch scorer and HTTP service all end up here, so they agree by construction.
+        Images are decoded and run in bounded chunks, with the answers of one call (:mod:`kit._infer`).
 
         Args:
             X: Records (list of dicts), one dict, a DataFrame, or a 2-D array in schema order.
@@ -162,11 +164,7 @@ class ModelBundle:
         Raises:
             SchemaError: If the rows do not match the schema (names the column and row).
         """
-        x = np.ascontiguousarray(self.transform(X))
-        if not len(x):
-            raw = np.zeros((0, self.spec["n_out"]), dtype=np.float32)
-        else:
-            raw = self.runtime.run(x) if groups is None else self.runtime.run_groups(x, groups)
+        raw = raw_outputs(self, X, groups)
         if self.task == "regression":
             scale = self.target_scaling or {"mean": 0.0, "std": 1.0}
             return Prediction(values=raw[:, 0].astype(np.float64) * scale["std"] + scale["mean"])

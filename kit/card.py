@@ -8,40 +8,33 @@ any saved bundle, also long after training::
     card(bundle).markdown()                 # str
     write_card(bundle, "runs/bc/card")      # MODEL_CARD.md + model_card.html
 
-Sections: overview, intended use and limits, data (with the input schema), metrics, baselines,
-network (builder, parameters, source sha256 and text, the ONNX export check), training, tuning,
-explanations, quantization, release gate, lineage. A section the bundle does not have says which
-step would add it. Both formats render from one list of blocks, so they never disagree.
+Sections: overview, intended use and limits, data (with the input schema and, for a classifier,
+the samples per class and split), images (image models only: input shape, channels, resize policy,
+normalization, classes, the drift reference), metrics, baselines, network (builder, parameters,
+source sha256 and text, the ONNX export check), training, tuning, explanations, quantization,
+compression (the chosen candidate's size, speed-up and metric drop, and the frontier's other rows),
+release gate, lineage. A section the bundle does not have says which step would add it (images:
+left out for a table model). Both formats render from one list of blocks, so they never disagree.
 """
 
 from __future__ import annotations
 
 import html
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from kit._card_blocks import Block, _absent, _fmt, _md, _pairs, _records
+from kit._card_sections import class_counts, compression, images
 
 if TYPE_CHECKING:
     from kit.bundle import ModelBundle
 
 MARKDOWN_FILE = "MODEL_CARD.md"
 HTML_FILE = "model_card.html"
-MAX_ROWS = 25
 MAX_SCHEMA = 100
 MAX_SOURCE = 200
-
-
-@dataclass
-class Block:
-    """One piece of a card: ``kind`` is ``h1``, ``h2``, ``p``, ``list``, ``table`` or ``code``."""
-
-    kind: str
-    text: str = ""
-    items: list[str] = field(default_factory=list)
-    headers: list[str] = field(default_factory=list)
-    rows: list[list[Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -102,38 +95,6 @@ _CSS = ("body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;l
         "pre{background:#f6f8fa;padding:8px;overflow:auto;font-size:85%}")
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return "" if value is None else str(value).lower()
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list | tuple):
-        return ", ".join(_fmt(v) for v in value)
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
-    return str(value)
-
-
-def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _pairs(values: Mapping[str, Any], skip: Iterable[str] = ()) -> Block:
-    left_out = set(skip)
-    return Block("table", headers=["field", "value"],
-                 rows=[[k, v] for k, v in values.items() if k not in left_out])
-
-
-def _records(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, limit: int = MAX_ROWS) -> Block:
-    columns = list(columns or dict.fromkeys(k for r in rows for k in r))
-    shown = [[r.get(c) for c in columns] for r in rows[:limit]]
-    return Block("table", headers=columns, rows=shown)
-
-
-def _absent(step: str, how: str) -> Block:
-    return Block("p", f"No {step} recorded in this bundle ({how}).")
-
-
 # -- sections --------------------------------------------------------------------------------------
 def _overview(b: ModelBundle) -> list[Block]:
     status = {"unchecked": "not run", "passed": "passed", "failed": "FAILED"}[b.gate_status]
@@ -144,17 +105,25 @@ def _overview(b: ModelBundle) -> list[Block]:
             "created": b.lineage.get("created_at"), "kit version": b.lineage.get("kit_version")}
     test = b.metrics.get("test", {})
     headline = b.primary_metric
-    text = (f"A {b.task} model predicting {b.target!r} from {len(b.feature_names)} features"
+    inputs = (f"{'x'.join(map(str, b.net.shape))} images (channels x height x width)" if b.kind == "image"
+              else f"{len(b.feature_names)} features")
+    text = (f"A {b.task} model predicting {b.target!r} from {inputs}"
             + (f"; test {headline} {test[headline]:.4f}." if headline in test else "."))
     return [Block("p", text), _pairs(rows)]
 
 
 def _intended_use(b: ModelBundle) -> list[Block]:
-    items = [f"Inputs must follow the schema below; rows with missing or extra columns, text in numeric columns "
-             f"or unseen categories are refused (unknown_category={b.preprocessor.unknown_category!r}).",
-             "Predictions are only as representative as the training data: check drift (PSI against the stored "
-             "reference) before trusting them on a new population.",
-             "Missing values are imputed with training medians/modes; see the gate's missing-value robustness."]
+    if b.kind == "image":
+        items = ["Inputs are PNG or JPEG images (see Images below); a file that is not one, a truncated file, an "
+                 "image over the pixel limit or a missing image is refused, never guessed at.",
+                 "Predictions are only as representative as the training images: check drift (intensity and size "
+                 "statistics against the stored reference) before trusting them on another camera or population."]
+    else:
+        items = [f"Inputs must follow the schema below; rows with missing or extra columns, text in numeric columns "
+                 f"or unseen categories are refused (unknown_category={b.preprocessor.unknown_category!r}).",
+                 "Predictions are only as representative as the training data: check drift (PSI against the stored "
+                 "reference) before trusting them on a new population.",
+                 "Missing values are imputed with training medians/modes; see the gate's missing-value robustness."]
     gate = b.gate
     if gate is not None:
         items += [f"Gate check {c.name} failed: {c.reason}" for c in gate.failed]
@@ -171,14 +140,16 @@ def _data(b: ModelBundle) -> list[Block]:
             "sha256": lin.get("data_hash"), "split (valid / test)": f"{cfg.get('valid_size')} / {cfg.get('test_size')}",
             "split seed": cfg.get("seed", lin.get("split_seed"))}
     schema = [{"feature": f["name"], "kind": f["kind"],
-               "median or categories": f.get("median") if f["kind"] == "numeric" else f.get("categories")}
+               "median or categories": f.get("median") if f["kind"] == "numeric" else f.get("categories",
+                                                                                            f.get("format"))}
               for f in b.preprocessor.schema()]
     more = [Block("p", f"Schema: first {MAX_SCHEMA} of {len(schema)} features.")] if len(schema) > MAX_SCHEMA else []
     constant = b.preprocessor.constant_
     if constant:
         more.append(Block("p", "Left out of the features (a single value in the training rows; requests need not "
                                "send them): " + ", ".join(f"{k} = {_fmt(v)}" for k, v in constant.items()) + "."))
-    return [_pairs(rows), *more, _records(schema, limit=MAX_SCHEMA)]
+    balance = class_counts(b) if b.kind != "image" else []  # an image model's are in its Images section
+    return [_pairs(rows), *more, _records(schema, limit=MAX_SCHEMA), *balance]
 
 
 def _metrics(b: ModelBundle) -> list[Block]:
@@ -297,15 +268,17 @@ def _gate(b: ModelBundle) -> list[Block]:
 
 
 def _lineage(b: ModelBundle) -> list[Block]:
-    return [_pairs(b.lineage)] if b.lineage else [_absent("lineage", "train with kit.train")]
+    shown = {k: v for k, v in b.lineage.items() if k != "class_counts"}  # a table of its own under Data or Images
+    return [_pairs(shown)] if shown else [_absent("lineage", "train with kit.train")]
 
 
 SECTIONS: tuple[tuple[str, Any], ...] = (
-    ("Overview", _overview), ("Intended use and limits", _intended_use), ("Data", _data), ("Metrics", _metrics),
-    ("Baselines", _baselines), ("Network", _network), ("Training", _training), ("Tuning", _tuning),
-    ("Explanations", _explanations), ("Quantization", _quantization), ("Release gate", _gate), ("Lineage", _lineage),
+    ("Overview", _overview), ("Intended use and limits", _intended_use), ("Data", _data), ("Images", images),
+    ("Metrics", _metrics), ("Baselines", _baselines), ("Network", _network), ("Training", _training),
+    ("Tuning", _tuning), ("Explanations", _explanations), ("Quantization", _quantization),
+    ("Compression", compression), ("Release gate", _gate), ("Lineage", _lineage),
 )
-"""Card sections in order: (heading, function of the bundle returning blocks)."""
+"""Card sections in order: (heading, function of the bundle returning blocks; no blocks: no heading)."""
 
 
 def card(bundle: ModelBundle, title: str | None = None) -> ModelCard:
@@ -319,7 +292,9 @@ def card(bundle: ModelBundle, title: str | None = None) -> ModelCard:
     title = title or f"Model card: {name} ({bundle.task})"
     blocks = [Block("h1", title)]
     for heading, make in SECTIONS:
-        blocks += [Block("h2", heading), *make(bundle)]
+        made = make(bundle)
+        if made:
+            blocks += [Block("h2", heading), *made]
     return ModelCard(title, blocks)
 
 

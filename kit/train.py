@@ -375,7 +375,8 @@ def train(
         label_names=dataset.label_names, target_scaling=scaling,
         configs={"data": data_config.to_dict(), "train": config.to_dict()},
         lineage={**lineage(dataset, data_config.seed), "device": str(device), "best_epoch": best_epoch,
-                 "epochs_run": len(history), "stopped": stopped},
+                 "epochs_run": len(history), "stopped": stopped,
+                 **({"class_counts": splits.class_counts(dataset.label_names)} if dataset.label_names else {})},
         history=history, reference=drift.training_reference(dataset, splits.train.X, pre),
         artifacts={nets.SOURCE_ARTIFACT: source.text.encode("utf-8")},
     )

@@ -145,19 +145,38 @@ def test_row_checker_prepared_once_agrees_with_check_rows(mixed_result):
     assert (info.value.field, info.value.row) == ("color", 1)
 
 
+def test_an_offloading_batcher_runs_every_call_off_the_event_loop():
+    threads: list[int] = []
+
+    def run(requests: list[list[Any]]) -> list[Any]:
+        threads.append(threading.get_ident())
+        time.sleep(0.01)
+        return [list(rows) for rows in requests]
+
+    async def main() -> tuple[list[Any], int]:
+        batcher = Batcher(run, threading.Lock(), offload=True)
+        return await _submit_all(batcher, [[i] for i in range(20)]), threading.get_ident()
+
+    answers, loop_thread = asyncio.run(main())
+    assert answers == [[i] for i in range(20)]
+    # an image model's calls never run on the loop's thread; requests still merge while one runs
+    assert threads and loop_thread not in threads and len(threads) < 20
+
+
 def test_settings_defaults_and_validation(monkeypatch):
-    for name in ("KIT_WORKERS", "KIT_FAST_PATH", "KIT_BATCH_WAIT_MS", "KIT_DRIFT_WINDOW"):
+    for name in ("KIT_WORKERS", "KIT_FAST_PATH", "KIT_BATCH_WAIT_MS", "KIT_DRIFT_WINDOW", "KIT_DECODE_THREADS"):
         monkeypatch.delenv(name, raising=False)
     s = Settings.from_env()
     assert s.workers == cpu_count() >= 1  # one worker per CPU the process may use
-    assert s.fast_path and s.batch_wait_ms == 0 and s.drift_window == 2000
+    assert s.fast_path and s.batch_wait_ms == 0 and s.drift_window == 2000 and s.decode_threads == 4
     monkeypatch.setenv("KIT_DRIFT_WINDOW", "0")  # the drift window can be turned off
     monkeypatch.setenv("KIT_FAST_PATH", "off")
     monkeypatch.setenv("KIT_BATCH_WAIT_MS", "1.5")
+    monkeypatch.setenv("KIT_DECODE_THREADS", "2")
     s = Settings.from_env()
-    assert s.drift_window == 0 and not s.fast_path and s.batch_wait_ms == 1.5
+    assert s.drift_window == 0 and not s.fast_path and s.batch_wait_ms == 1.5 and s.decode_threads == 2
     for name, value in (("KIT_FAST_PATH", "maybe"), ("KIT_BATCH_WAIT_MS", "-1"), ("KIT_BATCH_WAIT_MS", "soon"),
-                        ("KIT_WORKERS", "0")):
+                        ("KIT_WORKERS", "0"), ("KIT_DECODE_THREADS", "0")):
         monkeypatch.setenv(name, value)
         with pytest.raises(ConfigError) as info:
             Settings.from_env()

@@ -137,6 +137,35 @@ def test_report_json_and_plot(compressed, tmp_path: Path):
     assert "chosen:" in str(compressed.report)
 
 
+def test_the_model_card_shows_the_compression_frontier(compressed, bc_bundle):
+    from kit import quantize
+    from kit.card import card
+
+    report = compressed.report
+    md = card(compressed.bundle).markdown()
+    section = md[md.index("## Compression"):md.index("## Release gate")]
+    chosen = report.frame.loc[report.chosen]
+    reference = report.frame.loc[REFERENCE]
+    # the chosen candidate: how it was made, its size, its speed-up against the original in torch, its drop
+    assert f"| chosen | {report.chosen} |" in section and ("distill into" in section or "prune " in section)
+    assert f"| size | {int(chosen['size_bytes']):,} bytes" in section
+    speedup = reference["p50_batch1"] / chosen["p50_batch1"]
+    assert f"{speedup:.2f}x at batch 1" in section and f"budget {report.budget:.4g}" in section
+    assert f"| metric drop (positive = worse) | {chosen['metric_drop']:.4g} |" in section
+    # ... and every other row of the frontier, the chosen one marked
+    for name in report.frame.index:
+        assert f"| {name}{' (chosen)' if name == report.chosen else ''} | " in section, name
+    # a bundle only quantized gets the same figures for its runtime variants; one never compressed says so
+    quantized = quantize.attach(bc_bundle, quantize.select(quantize.compare(
+        bc_bundle, variants=("torch-fp32", "ort-fp32", "ort-int8-static"), repeats=10, warmup=2)))
+    md = card(quantized).markdown()
+    section = md[md.index("## Compression"):md.index("## Release gate")]
+    q = quantized.quantization
+    assert q is not None and f"chosen: {q.chosen}" in section and "| ort-int8-static" in section
+    assert "speed-up vs torch-fp32" in section and "| torch-fp32 | ok |" in section.replace(" (chosen)", "")
+    assert "No compression recorded" in card(bc_bundle).markdown()
+
+
 def test_a_budget_no_candidate_meets_returns_the_original_with_the_reason(bc_bundle):
     hopeless = {"hidden": [1], "skip": False, "dropout": 0.0}
     result = compress(bc_bundle, budget=0.0, sparsities=(), students=(hopeless,), distill_epochs=1, int8=False,

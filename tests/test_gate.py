@@ -127,8 +127,12 @@ def test_card_renders_every_section_from_the_bundle(bc_gated):
     assert "def build(n_in: int, n_out: int" in md and "<pre><code>" in page
     assert "| logistic |" in md and "hist_gradient_boosting" in md
     assert "| lr | 0.01 |" in md and "explanation_stability" in md
-    assert "No quantization recorded" in md
+    assert "No quantization recorded" in md and "No compression recorded" in md
     assert gated.lineage["data_hash"] in md and "<script" not in page
+    # a table model has no Images section; its samples per class and split are under Data
+    counts = gated.lineage["class_counts"]
+    assert "## Images" not in md and "Samples per class and split:" in md
+    assert f"| {counts['labels'][0]} | {counts['train'][0]} | {counts['valid'][0]} | {counts['test'][0]} |" in md
 
 
 def test_card_escapes_html(bc_bundle):

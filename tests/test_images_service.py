@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     saved = torch.get_num_threads()
     torch.set_num_threads(1)  # see tests/test_images_train.py: a busy 2-core machine
     try:
-        result = train(folder, kit.TrainConfig(net="cnn", epochs=12, patience=4), baselines=False)
+        # image_size given: another size is resized ("stretch"), as a service for photos would be
+        result = train(kit.DataConfig(source=str(folder), image_size=(8, 8)),
+                       kit.TrainConfig(net="cnn", epochs=12, patience=4), baselines=False)
     finally:
         torch.set_num_threads(saved)
     home = tmp_path_factory.mktemp("bentoml_home")
@@ -78,7 +82,8 @@ def test_base64_png_predictions_equal_in_process_for_the_whole_test_split(served
 @pytest.mark.parametrize(("value", "words"), [
     ("%%% not base64", "base64"),
     (base64.b64encode(b"just some text").decode(), "not a PNG or JPEG"),
-    (b64(np.zeros((9, 8), dtype=np.uint8)), "9x8"),
+    (base64.b64encode(encode_png(np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8))[:-40]).decode(),
+     "truncated"),
     (None, "base64 PNG or JPEG string"),
 ])
 def test_bad_images_get_a_4xx_naming_the_row(served, value, words):
@@ -97,6 +102,46 @@ def test_a_decompression_bomb_and_an_oversized_body_are_refused(served):
     big = np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)  # > the 200 kB body limit
     response = post(served["server"], "/predict", {"rows": [{"image": b64(big)}]})
     assert response.status_code == 413
+
+
+@pytest.mark.parametrize("slow", ["predict", "predict_file"])
+def test_a_slow_image_request_does_not_stall_small_ones(served, slow):
+    url = served["server"].url
+    buffer = io.BytesIO()
+    Image.new("L", (6000, 6000), 128).save(buffer, format="PNG")  # 48 kB, but 36 million pixels to inflate
+    big = buffer.getvalue()
+    small = {"rows": [{"image": b64(np.zeros((8, 8), dtype=np.uint8))}]}
+
+    def timed(path: str, **body: Any) -> tuple[httpx.Response, float, float]:
+        start = time.perf_counter()
+        response = httpx.post(url + path, timeout=120, **body)
+        return response, start, time.perf_counter()
+
+    if slow == "predict":  # three such rows: under the 200 kB body limit
+        send: dict[str, Any] = {"json": {"rows": [{"image": base64.b64encode(big).decode()}] * 3}}
+    else:  # a ZIP of five, uploaded
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as z:
+            for i in range(5):
+                z.writestr(f"big{i}.png", big)
+        send = {"files": {"file": ("big.zip", archive.getvalue(), "application/zip")}}
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(timed, "/" + slow, **send)
+        time.sleep(0.2)  # the slow request is being read or decoded
+        answered = []
+        while not pending.done():
+            response, start, end = timed("/predict", json=small)
+            assert response.status_code == 200, response.text
+            answered.append((start, end))
+    response, big_start, big_end = pending.result()
+    assert response.status_code == 200, response.text
+    assert len(response.json() if slow == "predict" else response.text.strip().splitlines()) in (3, 6)
+    # Decoding the big images (seconds of Pillow work) runs in the worker's decode pool (/predict) or in
+    # BentoML's thread without the model lock (/predict_file), so the one worker kept answering small
+    # requests meanwhile; decoded on the event loop, or under the model lock, none could finish until it ended.
+    during = [end - start for start, end in answered if end < big_end]
+    assert len(during) >= 3, (len(during), big_end - big_start)
+    assert sorted(during)[len(during) // 2] < (big_end - big_start) / 4, (during, big_end - big_start)
 
 
 def test_predict_file_scores_a_zip_and_one_image_as_csv(served):

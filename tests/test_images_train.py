@@ -19,9 +19,10 @@ from torch import nn
 import kit
 from kit import nets
 from kit.bundle import ModelBundle
-from kit.errors import BuilderError, ConfigError
+from kit.errors import BuilderError, ConfigError, SchemaError
 from kit.nets.cnn import blocks_for
 from kit.preprocess import encode_png
+from kit.runtime import Runtime
 from kit.train import TrainResult, train
 
 
@@ -80,6 +81,75 @@ def test_base64_png_records_predict_like_the_decoded_split(result):
     records = [{"image": base64.b64encode(encode_png(p)).decode()} for p in pixels]
     assert np.array_equal(bundle.predict_proba(records), bundle.predict_proba(result.splits.test.X))
     assert bundle.predict([bundle.example()[0]]).shape == (1,)
+
+
+class Recording(Runtime):
+    """A bundle's own runtime, recording the rows of every call."""
+
+    def __init__(self, inner: Runtime) -> None:
+        self.inner, self.batch_invariant, self.calls = inner, inner.batch_invariant, list[int]()
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self.calls.append(len(x))
+        return self.inner.run(x)
+
+
+@pytest.mark.parametrize("variant", ["torch-fp32", "ort-int8-static", "ort-int8-dynamic"])
+def test_infer_scores_thousands_of_images_in_bounded_chunks_with_one_calls_answers(result, folder, variant):
+    from kit import quantize
+    from kit._infer import CHUNK_ROWS
+    from kit.prediction import softmax
+
+    bundle = result.bundle.copy() if variant == "torch-fp32" else quantize.attach(result.bundle, variant)
+    pixels = np.stack(result.splits.train.X["image"].to_list())
+    images = np.concatenate([pixels] * 3)[:3000]
+    one_call = softmax(bundle.runtime.run(bundle.transform(images)).astype(np.float64))
+    recorder = Recording(bundle.runtime)
+    bundle.set_runtime(recorder)
+    got = bundle.infer(images)
+    if recorder.batch_invariant:  # torch, static int8: fixed chunks, exactly the answers of one call
+        assert recorder.calls == [CHUNK_ROWS, CHUNK_ROWS, 3000 - 2 * CHUNK_ROWS]
+    else:  # dynamic int8's rows move with their batch: the input (one group) runs whole, as one call would
+        assert recorder.calls == [3000]
+    assert np.array_equal(got.probabilities, one_call)
+    # groups (the service's merged requests) keep their own answers either way
+    recorder.calls.clear()
+    grouped = bundle.infer(images[:1500], groups=[700, 800])
+    alone = [bundle.infer(images[:700]), bundle.infer(images[700:1500])]
+    assert np.array_equal(grouped.probabilities, np.concatenate([p.probabilities for p in alone]))
+
+
+def test_a_bad_image_deep_in_a_chunked_call_is_named_by_its_row(result, folder):
+    files = sorted(folder.rglob("*.png"))
+    rows = [{"image": files[i % len(files)]} for i in range(2500)]
+    rows[2100] = {"image": b"not an image"}
+    with pytest.raises(SchemaError, match="row 2100: the image is not a PNG or JPEG") as info:
+        result.bundle.infer(rows)
+    assert (info.value.row, info.value.field) == (2100, "image")
+
+
+def test_the_model_card_has_an_images_section(result, folder):
+    from kit.card import card
+
+    bundle = result.bundle
+    pre = bundle.preprocessor
+    md = card(bundle).markdown()
+    assert "from 1x8x8 images" in md and "imputed" not in md  # the overview and limits speak of images
+    section = md[md.index("## Images"):md.index("## Metrics")]
+    assert "| input (channels, height, width) | 1, 8, 8 |" in section and "| channels | 1 (grayscale" in section
+    assert "| resize policy | none: every image must be 8x8" in section
+    assert f"| mean | L={pre.mean_[0]:.6g} |" in section and f"| std | L={pre.std_[0]:.6g} |" in section
+    assert "| classes | 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 |" in section
+    # samples per class and split, from the split the model was trained on
+    counts = np.bincount(result.splits.train.y, minlength=10)
+    assert f"| 0 | {counts[0]} | " in section
+    files = len(list(folder.rglob("*.png")))
+    assert f"| all | {len(result.splits.train)} | {len(result.splits.valid)} | {len(result.splits.test)} | {files} |" \
+        in section
+    # the drift reference the service compares requests with
+    reference = bundle.reference["image.mean.L"]
+    assert f"| mean intensity (L) | image.mean.L | {reference['n']} |" in section
+    assert f"{reference['quantiles'][50]:.4g}" in section and "| file height (px) | image.height |" in section
 
 
 def test_cnn_is_sized_from_the_input_shape():
@@ -210,6 +280,41 @@ def test_kit_predict_scores_a_folder_and_a_zip_offline(result, folder, tmp_path,
     assert pd.read_csv(tmp_path / "zip.csv", dtype={"prediction": str})["prediction"].tolist() == list(expected)
     errors = pd.read_csv(tmp_path / "zip.errors.csv")
     assert errors["file"].tolist() == ["3/broken.png"] and "not a PNG or JPEG" in errors["error"][0]
+
+
+def test_scoring_a_zip_streams_batches_with_a_counted_progress_bar(result, folder, tmp_path, capsys):
+    import zipfile
+
+    import pandas as pd
+
+    from kit.package import predict_images
+
+    files = sorted(folder.rglob("*.png"))[:300]
+    archive = tmp_path / "some.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in files:
+            z.write(path, path.relative_to(folder).as_posix())
+        z.writestr("7/broken.png", b"not a png")
+    (tmp_path / "out.errors.csv").write_text("stale\n")
+    summary = predict_images(result.bundle, archive, tmp_path / "out.csv", batch_size=64, on_error="skip")
+    # the bar counts the ZIP's files before reading them, and reaches the end
+    assert "301/301" in capsys.readouterr().err
+    assert (summary.scored, summary.failed) == (300, 1)
+    out = pd.read_csv(tmp_path / "out.csv", dtype={"prediction": str})
+    # five batches of 64 appended to one file: the same rows, in archive order, as one in-process call
+    assert out["file"].tolist() == [p.relative_to(folder).as_posix() for p in files]
+    assert out["prediction"].tolist() == list(result.bundle.predict([{"image": p} for p in files]))
+    assert pd.read_csv(tmp_path / "out.errors.csv")["file"].tolist() == ["7/broken.png"]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+    # a ZIP of unusable files only: a header-only output, every file in the errors, and a clean run removes them
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w") as z:
+        z.writestr("a.png", b"nope")
+    predict_images(result.bundle, tmp_path / "bad.zip", tmp_path / "out.csv", on_error="skip", progress=False)
+    assert pd.read_csv(tmp_path / "out.csv").empty and "proba_3" in pd.read_csv(tmp_path / "out.csv").columns
+    with zipfile.ZipFile(tmp_path / "good.zip", "w") as z:
+        z.write(files[0], "one.png")
+    predict_images(result.bundle, tmp_path / "good.zip", tmp_path / "out.csv", progress=False)
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 1 and not (tmp_path / "out.errors.csv").exists()
 
 
 def test_tuning_searches_the_cnn_parameters(folder, tmp_path):

@@ -238,3 +238,75 @@ def test_predict_spark_reads_a_csv_path(spark: object, onnx_bundle: Path, bc_res
     # CSV columns arrive as text (the kept id too) and are parsed by the bundle's preprocessor
     assert got.assign(id=got["id"].astype(int)).sort_values("id")["prediction"].tolist() == \
         bundle.infer(frame[bundle.feature_names]).labels
+
+
+@pytest.fixture(scope="module")
+def image_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    import kit
+    from kit.train import train
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = train("digits_images", kit.TrainConfig(net="cnn", epochs=1), baselines=False)
+    finally:
+        torch.set_num_threads(saved)
+    return result.bundle.save(tmp_path_factory.mktemp("bundles") / "digits-cnn")
+
+
+REFUSAL = "image bundles are scored with `kit predict FOLDER_OR_ZIP"
+
+_NO_JVM_SCRIPT = """
+import json, sys
+from pyspark import SparkContext
+from kit.cli import main
+from kit.errors import ConfigError
+from kit.package import predict_spark, predict_spark_file
+
+bundle, folder, out = sys.argv[1:]
+messages = []
+for call in (lambda: predict_spark_file(folder, out, bundle, progress=False),
+             lambda: predict_spark(folder, bundle, fmt="csv")):
+    try:
+        call()
+    except ConfigError as exc:
+        messages.append([str(exc), exc.field])
+code = main(["predict", "--engine", "spark", "--bundle", bundle, folder, out, "--conf", "spark.ui.enabled=false", "-q"])
+print(json.dumps({"messages": messages, "code": code, "jvm": SparkContext._gateway is not None}))
+"""
+
+
+def test_an_image_bundle_is_refused_before_the_jvm_starts(image_bundle: Path, java_home: Path,
+                                                          tmp_path: Path) -> None:
+    from _images import write_digits
+
+    folder = write_digits(tmp_path / "pictures", limit=20)
+    env = {**os.environ, "JAVA_HOME": str(java_home)}  # Spark could start: the refusal must come first
+    env.pop("PYSPARK_GATEWAY_PORT", None)
+    done = subprocess.run([sys.executable, "-c", _NO_JVM_SCRIPT, str(image_bundle), str(folder),
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    # predict_spark_file, predict_spark on a path and `kit predict --engine spark` (with --conf) each raise
+    # one ConfigError naming the model and the one-process scorer, and no JVM was started for any of them
+    assert len(answer["messages"]) == 2 and answer["jvm"] is False
+    assert all(REFUSAL in message and field == "model" for message, field in answer["messages"])
+    assert answer["code"] == 2 and REFUSAL in done.stderr and "[field=model]" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_image_bundle_on_a_running_session_starts_no_job(spark: object, image_bundle: Path) -> None:
+    from kit.package import predict_spark
+
+    sc = spark.sparkContext  # type: ignore[attr-defined]
+    frame = spark.createDataFrame(pd.DataFrame({"image": ["aGVsbG8="]}))  # type: ignore[attr-defined]
+    sc.setJobGroup("kit-image-refusal", "an image bundle on Spark")
+    try:
+        with pytest.raises(ConfigError, match="kit predict FOLDER_OR_ZIP") as info:
+            predict_spark(frame, image_bundle)
+    finally:
+        sc.setJobGroup("", "")
+    assert info.value.field == "model"
+    assert list(sc.statusTracker().getJobIdsForGroup("kit-image-refusal")) == []

@@ -84,12 +84,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     common = {"keep": args.keep, "on_error": args.on_error, "errors": args.errors, "fmt": args.format,
               "progress": not args.quiet}
     if args.engine == "spark":
-        from kit.package import predict_spark_file, spark_session
+        from kit.package import predict_spark_file
 
         config = dict(_key_value(item) for item in args.conf or [])
-        spark = spark_session(args.master, config=config) if config else None
         summary = predict_spark_file(args.input, args.output, model, master=args.master, partitions=args.partitions,
-                                     overwrite=args.overwrite, part_bytes=int(args.part_mb * 2**20), spark=spark,
+                                     overwrite=args.overwrite, part_bytes=int(args.part_mb * 2**20), config=config,
                                      **common)
     else:
         spark_only = [o for o, v in (("--master", args.master), ("--partitions", args.partitions),
@@ -170,7 +169,8 @@ def register(sub: Any) -> None:
                                  "model: a folder of images or a .zip")
     p.add_argument("output", help="local: a .csv or .parquet file; spark: a directory (.csv in its name: CSV)")
     p.add_argument("--engine", choices=["local", "spark"], default="local",
-                   help="local: stream in this process (default); spark: Apache Spark, resumable parts")
+                   help="local: stream in this process (default); spark: Apache Spark, resumable parts (tables "
+                        "only: an image model is scored locally)")
     p.add_argument("--keep", help="input columns copied beside each prediction, e.g. id,region")
     p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
                    help="a row that fails the schema stops the run (fail) or goes to the errors output (skip)")

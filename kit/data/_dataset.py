@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,13 @@ class Splits:
     valid: Part
     test: Part
     seed: int
+
+    def class_counts(self, label_names: Sequence[Any]) -> dict[str, list[Any]]:
+        """Rows per class in each part: ``{"labels", "train", "valid", "test"}``, lists in label order."""
+        k = len(label_names)
+        counts = {name: np.bincount(np.asarray(part.y, dtype=np.int64), minlength=k).tolist()
+                  for name, part in (("train", self.train), ("valid", self.valid), ("test", self.test))}
+        return {"labels": list(label_names), **counts}
 
 
 @dataclass

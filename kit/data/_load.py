@@ -24,6 +24,12 @@ def load(
     or the built-in ``digits_images``, loads as an :class:`~kit.data.image.ImageDataset`; a
     :class:`DataConfig` with ``kind="image"`` or ``"table"`` overrides the detection.
 
+    Memory of an image folder: the pixels are decoded once into one uint8 array (height x width x
+    channels bytes per image), at most ``DataConfig.max_image_mb`` (4096 MB by default: a larger
+    folder is refused before decoding), plus about 0.8 KB per image for its name, label and row.
+    Measured on 50,000 8x8 PNG files: a peak of 337 MiB, of which 289 MiB is the imports
+    (``bench/images_folder.py``).
+
     Args:
         source: Built-in name, file path, image folder, DataFrame, or a :class:`DataConfig`.
         target: Target column (required for files and frames; ``label`` for images).

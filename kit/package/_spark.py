@@ -138,6 +138,23 @@ def read_input(spark: SparkSession, path: str, fmt: str) -> DataFrame:
         raise KitError(f"Spark cannot read {fmt.upper()} input {path}: {_first_line(exc)}", file=path) from None
 
 
+IMAGE_REFUSAL = ("image bundles are scored with `kit predict FOLDER_OR_ZIP out.csv` (one process; in Python "
+                 "kit.package.predict_images), not on Spark: Spark scores table rows (CSV or Parquet) and this model "
+                 "takes images")
+
+
+def spark_model(model: str | os.PathLike[str] | ModelBundle | None) -> tuple[ModelBundle, str]:
+    """The bundle and tag to score with on Spark, resolved before any session, JVM or job starts.
+
+    Raises:
+        ConfigError: For an image bundle (:data:`IMAGE_REFUSAL`), naming ``model``.
+    """
+    bundle, tag = resolve_model(model)
+    if bundle.kind == "image":
+        raise ConfigError(f"{tag}: {IMAGE_REFUSAL}", field="model")
+    return bundle, tag
+
+
 def onnx_bundle(bundle: ModelBundle, export: bool = True) -> ModelBundle:
     """``bundle`` on ONNX Runtime: as is, or a torch-runtime bundle through its fp32 ONNX export.
 
@@ -239,7 +256,8 @@ def predict_spark(data: DataFrame | str | os.PathLike[str], model: str | os.Path
 
     Args:
         data: A DataFrame, or a path/URI Spark reads (``.csv`` or Parquet; ``fmt`` otherwise).
-        model: A store tag (``None``: the latest promoted), a bundle directory or a bundle.
+        model: A store tag (``None``: the latest promoted), a bundle directory or a bundle; an image
+            bundle is refused before Spark starts (:func:`spark_model`).
         keep: Input columns passed through, e.g. ``"id,region"``.
         on_error: ``fail`` (a bad row fails the job, naming it) or ``skip``.
         fmt: ``parquet`` or ``csv`` when a path's name does not say.
@@ -249,6 +267,7 @@ def predict_spark(data: DataFrame | str | os.PathLike[str], model: str | os.Path
     """
     check_on_error(on_error)
     keep_cols = parse_keep(keep)
+    bundle, tag = spark_model(model)
     source = None
     if isinstance(data, str | os.PathLike):
         source = str(data)
@@ -257,7 +276,6 @@ def predict_spark(data: DataFrame | str | os.PathLike[str], model: str | os.Path
     else:
         frame = data
         spark = spark or frame.sparkSession
-    bundle, tag = resolve_model(model)
     bundle = onnx_bundle(bundle, export_onnx)
     check_columns(bundle, frame.columns, keep_cols, source)
     return scored_frame(frame, bundle, ship(spark, bundle, staging), keep_cols, tag, on_error)

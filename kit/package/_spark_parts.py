@@ -38,9 +38,16 @@ from kit.package._scoring import (
     check_on_error,
     output_columns,
     parse_keep,
-    resolve_model,
 )
-from kit.package._spark import input_format, onnx_bundle, raising_kit_errors, read_input, scored_frame, ship
+from kit.package._spark import (
+    input_format,
+    onnx_bundle,
+    raising_kit_errors,
+    read_input,
+    scored_frame,
+    ship,
+    spark_model,
+)
 from kit.package._spark_fs import HadoopFS
 
 if TYPE_CHECKING:
@@ -61,13 +68,15 @@ def predict_spark_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
                        partitions: int | None = None, keep: str | Sequence[str] | None = None, on_error: str = "fail",
                        errors: str | os.PathLike[str] | None = None, fmt: str | None = None, overwrite: bool = False,
                        part_bytes: int = DEFAULT_PART_BYTES, spark: SparkSession | None = None,
-                       export_onnx: bool = True, progress: bool = True) -> BatchSummary:
+                       config: dict[str, str] | None = None, export_onnx: bool = True,
+                       progress: bool = True) -> BatchSummary:
     """Score a Parquet or CSV input on Spark into ``dst`` in resumable parts (``kit predict --engine spark``).
 
     Args:
         src: Input path or URI: a file, a directory of part files or a glob.
         dst: Output directory (``.csv`` in its name: CSV files, else Parquet).
-        model: A store tag (``None``: the latest promoted), a bundle directory or a bundle.
+        model: A store tag (``None``: the latest promoted), a bundle directory or a bundle; an image
+            bundle is refused before Spark starts (score it with ``kit predict FOLDER_OR_ZIP``).
         master: Spark master when no session is given (default ``local[*]``).
         partitions: Spark partitions per part (repartitions each part's rows; default: the input's splits).
         keep: Input columns passed through, e.g. ``"id,region"``.
@@ -76,7 +85,8 @@ def predict_spark_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
         fmt: Input format, ``parquet`` or ``csv``, when the name does not say.
         overwrite: Delete an existing output (and errors) and start again.
         part_bytes: Input bytes per part (files are not split).
-        spark: The session (default: :func:`~kit.package.spark_session` on ``master``).
+        spark: The session (default: :func:`~kit.package.spark_session` on ``master``, with ``config``).
+        config: Extra Spark settings for the session this starts (unused when ``spark`` is given).
         export_onnx: Export a torch bundle's network to ONNX on the driver when it carries none.
         progress: Show a progress bar over parts.
 
@@ -96,13 +106,13 @@ def predict_spark_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
         raise ConfigError(f"partitions must be >= 1, but got {partitions=}", field="partitions")
     if part_bytes < 1:
         raise ConfigError(f"part_bytes must be >= 1, but got {part_bytes=}", field="part_bytes")
-    spark = spark or spark_session(master)
+    source, tag = spark_model(model)  # an image model is refused before the JVM starts
+    spark = spark or spark_session(master, config=config)
     fs = HadoopFS(spark)
     src_q, dst_q = fs.qualify(str(src)), fs.qualify(str(dst).rstrip("/"))
     errors_q = fs.qualify(str(errors).rstrip("/")) if errors is not None else f"{dst_q}/_errors"
     fmt_in = input_format(fs, src_q, fmt)
     out_fmt = "csv" if dst_q.lower().endswith(".csv") else "parquet"
-    source, tag = resolve_model(model)
     bundle = onnx_bundle(source, export_onnx)
     frame = read_input(spark, src_q, fmt_in)
     check_columns(bundle, frame.columns, keep_cols, src_q)

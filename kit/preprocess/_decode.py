@@ -164,14 +164,14 @@ def decode_image(value: Any, channels: int, size: tuple[int, int] | None = None,
             return shaped, (int(raw.shape[0]), int(raw.shape[1]))  # already what the model takes
     img = _from_array(raw, max_pixels) if isinstance(raw, np.ndarray) else open_image(raw, max_pixels)
     original = (img.size[1], img.size[0])
+    if size is not None and original != tuple(size) and resize == "none":  # known from the header: not decoded
+        raise ImageProblem(f"is {original[0]}x{original[1]} (height x width) but the model takes "
+                           f"{size[0]}x{size[1]} images and was trained without resizing")
     try:
         img = img.convert(_mode(channels))  # decodes: a truncated file fails here
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageProblem(f"cannot be decoded ({exc})") from None
     if size is not None and original != tuple(size):
-        if resize == "none":
-            raise ImageProblem(f"is {original[0]}x{original[1]} (height x width) but the model takes "
-                               f"{size[0]}x{size[1]} images and was trained without resizing")
         target = (int(size[1]), int(size[0]))
         if resize == "pad":
             img = ImageOps.pad(img, target, method=Image.Resampling.BILINEAR, color=0)

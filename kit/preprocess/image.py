@@ -181,7 +181,20 @@ class ImagePreprocessor(Preprocessor):
         Raises:
             SchemaError: Naming the row of the first image that cannot be used, and why.
         """
-        values = self.values(X)
+        return self.decode_values(self.values(X), originals)
+
+    def decode_values(self, values: Sequence[Any] | np.ndarray, originals: list[tuple[int, int]] | None = None,
+                      first: int = 0) -> np.ndarray:
+        """:meth:`pixels` of image values already taken out of their rows (:meth:`values`), e.g. a slice of them.
+
+        Args:
+            values: Image values (see the module docstring), or a uint8 array of images.
+            originals: When given, each row's own ``(height, width)`` is appended to it (drift).
+            first: The row number of ``values[0]`` in the caller's input, for error messages.
+
+        Raises:
+            SchemaError: Naming the row (``first`` + its position) of the first unusable image, and why.
+        """
         h, w = self.image_size_
         c = self.channels_
         if isinstance(values, np.ndarray) and values.dtype == np.uint8:
@@ -205,7 +218,8 @@ class ImagePreprocessor(Preprocessor):
             try:
                 out[i], original = decode_image(value, c, (h, w), self.resize_, self.max_pixels)
             except ImageProblem as exc:
-                raise SchemaError(f"row {i}: the {FEATURE} {exc}", field=FEATURE, row=i) from None
+                row = first + i
+                raise SchemaError(f"row {row}: the {FEATURE} {exc}", field=FEATURE, row=row) from None
             if originals is not None:
                 originals.append(original)
         return out

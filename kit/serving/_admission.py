@@ -63,7 +63,7 @@ class AdmissionState:
         """Wrap ``bundle`` for serving and make it the one requests are checked against and answered by."""
         self.metrics = ServingMetrics()
         model, self.batcher = self.prepare(bundle, tag, metadata)
-        self.checker = row_checker(bundle)
+        self.checker = row_checker(bundle, self.settings.decode_threads)
         psi_gauge()
         self.model = model
         return model
@@ -74,7 +74,8 @@ class AdmissionState:
         s = settings or self.settings
         model = ServedModel(bundle, tag, s, metadata)
         batcher = Batcher(model.predict_requests, model.lock, max_batch_size=s.max_batch_size,
-                          wait_ms=s.batch_wait_ms, enabled=s.batching, on_call=self.metrics.batch)
+                          wait_ms=s.batch_wait_ms, enabled=s.batching, on_call=self.metrics.batch,
+                          offload=bundle.kind == "image")
         if not s.fast_path:
             model.predict_path = "BentoML's handler and adaptive batcher (KIT_FAST_PATH=0)"
         else:
@@ -142,7 +143,8 @@ class AdmissionMiddleware:
             elif path == "/predict_file":
                 await _check_form(scope, body)
             elif state.checker is not None:
-                state.checker(_codec.loads(body), s.max_rows if path == "/predict" else s.max_explain_rows)
+                limit = s.max_rows if path == "/predict" else s.max_explain_rows
+                await state.checker.check(_codec.loads(body), limit)  # an image model decodes in a thread
                 # checked as JSON, so read as JSON whatever Content-Type the client sent
                 headers = [(k, v) for k, v in scope.get("headers", []) if k != b"content-type"]
                 scope = {**scope, "headers": [*headers, JSON]}

@@ -7,7 +7,9 @@ merged into the next one, up to ``max_batch_size`` rows. There is no timer (unle
 the load. A call runs on the event loop's own thread when the model is free, since a small tabular
 model answers a batch in well under a millisecond and a hand-off to a thread would cost more than
 that; when something else holds the model (a CSV upload, an explanation, both run by BentoML in a
-thread), the call waits for it in a thread, so the event loop never blocks on the lock.
+thread), the call waits for it in a thread, so the event loop never blocks on the lock. An image
+model's calls (a conv net over a batch of pictures: milliseconds, not microseconds) always run in a
+thread (``offload``), so the loop keeps reading, decoding and answering other requests meanwhile.
 
 Answers do not depend on which requests share a call: the batch goes through ``bundle.infer`` with
 one group per request (:meth:`kit.bundle.ModelBundle.infer`), and a runtime whose rows depend on their
@@ -40,16 +42,19 @@ class Batcher:
         wait_ms: How long a request that finds the model idle waits for others (0: none).
         enabled: ``False``: every request is its own call.
         on_call: Told the number of rows of every model call (metrics).
+        offload: Run every call in a thread, never on the event loop (image models).
     """
 
     def __init__(self, run: RunBatch, lock: threading.Lock, *, max_batch_size: int = 512,
-                 wait_ms: float = 0.0, enabled: bool = True, on_call: Callable[[int], None] | None = None) -> None:
+                 wait_ms: float = 0.0, enabled: bool = True, on_call: Callable[[int], None] | None = None,
+                 offload: bool = False) -> None:
         self._run = run
         self._on_call = on_call
         self._lock = lock
         self.max_batch_size = max_batch_size
         self.wait_s = wait_ms / 1000.0
         self.enabled = enabled
+        self.offload = offload
         self._queue: deque[tuple[Rows, asyncio.Future[Any]]] = deque()
         self._scheduled = False
         self._busy = False
@@ -89,7 +94,7 @@ class Batcher:
         if not batch:
             self._schedule(loop)
             return
-        if self._lock.acquire(blocking=False):
+        if not self.offload and self._lock.acquire(blocking=False):
             try:
                 answers = self._answers(batch)
             finally:
@@ -97,7 +102,7 @@ class Batcher:
             _resolve(batch, answers)
             self._schedule(loop)
             return
-        self._busy = True  # the model is in use by another thread: wait for it there
+        self._busy = True  # offloaded, or the model is in use by another thread: run (or wait) there
         self._task = loop.create_task(self._in_thread(loop, batch))  # referenced until done
 
     async def _in_thread(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Rows, asyncio.Future[Any]]]) -> None:

@@ -6,7 +6,8 @@ message, recorded even at sample rate 0 for its request ids; Prometheus metrics;
 timeout), its pydantic parsing and its adaptive batcher cost many times the model and kit's whole
 path (bench/serve_layers.py prices each layer). So ``POST /predict`` is answered here, in front of them:
 
-    auth -> body limit -> parse once (orjson) -> check once (:class:`RowChecker`) -> the release
+    auth -> body limit -> parse once (orjson) -> check once (:class:`RowChecker`; images decoded in a
+    thread pool) -> the release
     (:meth:`~kit.release._runtime.ReleaseRuntime.answer`: route, number, log) -> kit's batcher of the
     version that answers (:class:`Batcher`) -> ``bundle.infer`` (:meth:`ServedModel.predict_requests`)
     -> encode once
@@ -50,7 +51,7 @@ async def predict(state: AdmissionState, scope: Scope, receive: Receive, send: S
     try:
         authorize(scope, s.api_key)
         payload = _codec.loads(await read_body(scope, receive, s.max_body_bytes, PATH))
-        rows = state.checker(payload, s.max_rows)
+        rows = await state.checker.check(payload, s.max_rows)  # an image model decodes in a thread
         if state.release is not None:  # routed, numbered, counted and logged (kit.release)
             records, tag = await state.release.answer(rows, request_key(scope, payload))
             headers = [(MODEL_HEADER, tag.encode())]  # the version that answered

@@ -97,9 +97,8 @@ class ServedModel:
             DataError: If the upload is not a readable CSV (ZIP) or has no rows.
             SchemaError: If its columns or values do not match the schema (names column and row, or the file).
         """
-        if self.bundle.kind == "image":
-            with self.lock:
-                return predict_upload(self.bundle, data)
+        if self.bundle.kind == "image":  # the model lock is held per batch, not while the files decode
+            return predict_upload(self.bundle, data, self.lock)
         try:
             frame = pd.read_csv(io.BytesIO(data))
         except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:

@@ -63,7 +63,8 @@ def start_release(state: AdmissionState, served: ServedRef) -> ReleaseRuntime | 
         from kit.serving._images import row_checker
 
         champion = view.champion
-        state.model, state.batcher, state.checker = champion.model, champion.batcher, row_checker(champion.model.bundle)
+        state.model, state.batcher = champion.model, champion.batcher
+        state.checker = row_checker(champion.model.bundle, state.settings.decode_threads)
 
     champion = Target(served.tag, state.model, state.batcher.submit, state.batcher)
     runtime = ReleaseRuntime(champion, settings, loader, pinned=not served.follows, on_view=on_view)

@@ -85,6 +85,9 @@ class Settings:
         max_file_bytes: ``KIT_MAX_FILE_BYTES``, ``/predict_file`` upload limit.
         drift_window: ``KIT_DRIFT_WINDOW``, recent rows kept for ``/drift`` (per worker; ``0`` turns it off).
         workers: ``KIT_WORKERS``, server worker processes (default: one per CPU, :func:`cpu_count`).
+        decode_threads: ``KIT_DECODE_THREADS``, threads per worker that decode an image model's requests
+            (base64, Pillow, resizing) off the event loop; each request is decoded by one thread, so
+            this many requests decode at once per worker and a slow one holds one thread, not the loop.
         drift_dir: ``KIT_DRIFT_DIR``, where workers share their drift windows. With more than
             one worker and no directory given, a private directory in the temp folder named
             after the workers' parent process; with one worker, nothing is shared.
@@ -103,6 +106,7 @@ class Settings:
     max_file_bytes: int = 64 << 20
     drift_window: int = 2000
     workers: int = field(default_factory=cpu_count)
+    decode_threads: int = 4
     drift_dir: str | None = None
 
     @classmethod
@@ -122,5 +126,6 @@ class Settings:
             max_file_bytes=_env_int("KIT_MAX_FILE_BYTES", cls.max_file_bytes, minimum=64),
             drift_window=_env_int("KIT_DRIFT_WINDOW", cls.drift_window, minimum=0),
             workers=_env_int("KIT_WORKERS", cpu_count()),
+            decode_threads=_env_int("KIT_DECODE_THREADS", cls.decode_threads),
             drift_dir=os.environ.get("KIT_DRIFT_DIR") or None,
         )
