@@ -93,6 +93,7 @@ def _frontier(rows: Sequence[Mapping[str, Any]], reference: Mapping[str, Any], c
     for row in rows:
         table.append({"candidate": row["name"] + (" (chosen)" if row["name"] == chosen else ""),
                       "status": row.get("status"), "metric": row.get("metric"), "metric drop": row.get("metric_drop"),
+                      "test metric": row.get("test_metric"), "test drop": row.get("test_metric_drop"),
                       "p50 batch 1 (µs)": row.get("p50_batch1"), "p50 batch 64 (µs)": row.get("p50_batch64"),
                       "speed-up b1": _speedup(reference, row, "p50_batch1"),
                       "speed-up b64": _speedup(reference, row, "p50_batch64"),
@@ -107,9 +108,12 @@ def _chosen(row: Mapping[str, Any], reference: Mapping[str, Any], reference_name
     speed = (f"{up1:.2f}x at batch 1, {up64:.2f}x at batch 64 (p50 {_fmt(row.get('p50_batch1'))} and "
              f"{_fmt(row.get('p50_batch64'))} µs)" if up1 is not None and up64 is not None else "not measured")
     size = row.get("size_bytes")
-    return {"size": f"{size:,} bytes (size ratio {_fmt(row.get('size_ratio'))})" if isinstance(size, int) else size,
-            f"speed-up vs {reference_name}": speed, "metric": row.get("metric"),
-            "metric drop (positive = worse)": row.get("metric_drop")}
+    out = {"size": f"{size:,} bytes (size ratio {_fmt(row.get('size_ratio'))})" if isinstance(size, int) else size,
+           f"speed-up vs {reference_name}": speed, "metric": row.get("metric"),
+           "metric drop (positive = worse)": row.get("metric_drop")}
+    if row.get("test_metric") is not None:  # kit compress: chosen on validation, reported on test
+        out.update({"test metric": row.get("test_metric"), "test metric drop": row.get("test_metric_drop")})
+    return out
 
 
 def compression(b: ModelBundle) -> list[Block]:
@@ -142,8 +146,10 @@ def _compressed(report: Mapping[str, Any]) -> list[Block]:
     chosen_name = str(report.get("chosen"))
     chosen = next((r for r in rows if r["name"] == chosen_name), {})
     settings = report.get("settings", {})
-    text = (f"kit compress measured {len(rows)} candidates (smaller networks x runtimes) on the same test rows "
-            f"under the budget {_fmt(report.get('budget'))} ({report.get('metric')}); chosen: {chosen_name}. "
+    text = (f"kit compress measured {len(rows)} candidates (smaller networks x runtimes) on the same rows under "
+            f"the budget {_fmt(report.get('budget'))} ({report.get('metric')}); chosen: {chosen_name}. The choice "
+            "uses the validation split (metric, metric drop); the test split (test metric, test drop) was not "
+            "chosen on, so it is the unbiased figure. "
             f"Speed-ups are against {reference_name} from the same run ({settings.get('threads')} thread(s), "
             f"{settings.get('repeats')} repeats, load average {_fmt(settings.get('loadavg'))}); size ratio: the "
             "original's fp32 ONNX graph over the candidate's.")

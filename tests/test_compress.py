@@ -152,6 +152,7 @@ def test_the_model_card_shows_the_compression_frontier(compressed, bc_bundle):
     speedup = reference["p50_batch1"] / chosen["p50_batch1"]
     assert f"{speedup:.2f}x at batch 1" in section and f"budget {report.budget:.4g}" in section
     assert f"| metric drop (positive = worse) | {chosen['metric_drop']:.4g} |" in section
+    assert f"| test metric drop | {chosen['test_metric_drop']:.4g} |" in section and "validation split" in section
     # ... and every other row of the frontier, the chosen one marked
     for name in report.frame.index:
         assert f"| {name}{' (chosen)' if name == report.chosen else ''} | " in section, name
