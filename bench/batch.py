@@ -9,7 +9,9 @@ peak. Spark reads the file in 32 MB splits (8 tasks) so both local[1] and local[
 Printed per run: wall time (process start to exit: Spark includes starting its JVM and Python
 workers), scoring time (Spark: the part's job as recorded in `_kit_parts/`), rows/s of each,
 and peak memory. Rounds interleave the engines. Also: the single-process peak on 250k vs 1M rows
-(streaming: flat in rows).
+(streaming: flat in rows), and Spark's scaling on warm sessions (in this process: a job run first,
+then the timed one) with the cores the local[1] job keeps busy, which bounds what a second task
+slot can gain on this machine.
 
 Run: .venv/bin/python bench/batch.py [--rows 1000000] [--rounds 2]
 """
@@ -57,12 +59,17 @@ def make_rows(folder: Path, n: int, name: str) -> Path:
     return path
 
 
-def run(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of the whole process tree of ``cmd``."""
+def run(cmd: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MiB) and CPU seconds of the whole process tree of ``cmd``.
+
+    CPU is each process's user + system time as last sampled (every 0.1 s), summed over every
+    process seen in the tree (driver, JVM, Python workers): CPU / wall is the cores the run kept busy.
+    """
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     peak = 0
+    cpu: dict[int, float] = {}
     done = threading.Event()
 
     def sample() -> None:
@@ -71,7 +78,13 @@ def run(cmd: list[str]) -> tuple[float, float]:
         while not done.is_set():
             try:
                 tree = [root, *root.children(recursive=True)]
-                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+                rss = 0
+                for p in tree:
+                    with p.oneshot():
+                        rss += p.memory_info().rss
+                        times = p.cpu_times()
+                        cpu[p.pid] = times.user + times.system
+                peak = max(peak, rss)
             except psutil.Error:
                 pass
             time.sleep(0.1)
@@ -84,7 +97,53 @@ def run(cmd: list[str]) -> tuple[float, float]:
     sampler.join()
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{err.decode()[-3000:]}")
-    return wall, peak / 2**20
+    return wall, peak / 2**20, sum(cpu.values())
+
+
+def tree_cpu() -> float:
+    """User + system CPU seconds of this process and its live descendants (the JVM, Python workers)."""
+    total = 0.0
+    me = psutil.Process()
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def warm_jobs(bundle: Path, src: Path, warm: Path, out: Path, rounds: int) -> dict[str, list[tuple[float, float]]]:
+    """Spark's scaling without start-up: per master, one warm-up job, then the timed job in the same session.
+
+    Returns per master the (job seconds, cores busy) of each round: the CPU this process tree
+    (driver, JVM, Python workers) used during the job over its wall time. On a machine with C cores
+    nothing can run faster than ``C / cores busy at local[1]`` times local[1], whatever Spark does.
+    """
+    from kit.package import spark_session
+    from kit.package._spark_parts import predict_spark_file
+
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    conf = {"spark.sql.files.maxPartitionBytes": "32m", "spark.ui.showConsoleProgress": "false"}
+    results: dict[str, list[tuple[float, float]]] = {}
+    for r in range(rounds):
+        for master in ("local[1]", "local[2]"):
+            spark = spark_session(master, config=conf)
+            spark.sparkContext.setLogLevel("ERROR")
+            try:
+                predict_spark_file(str(warm), str(out / "warm"), str(bundle), spark=spark, overwrite=True,
+                                   progress=False)
+                cpu, started = tree_cpu(), time.perf_counter()
+                predict_spark_file(str(src), str(out / "job"), str(bundle), spark=spark, overwrite=True,
+                                   progress=False)
+                seconds = time.perf_counter() - started
+                busy = (tree_cpu() - cpu) / seconds
+            finally:
+                spark.stop()
+            results.setdefault(master, []).append((seconds, busy))
+            print(f"warm round {r + 1} spark {master}: job {seconds:5.2f}s, {busy:.2f} cores busy, "
+                  f"load {os.getloadavg()[0]:.2f}", flush=True)
+    return results
 
 
 def main() -> None:
@@ -99,35 +158,45 @@ def main() -> None:
         bundle = make_bundle(work)
         src = make_rows(work, args.rows, "rows.parquet")
         small = make_rows(work, args.rows // 4, "quarter.parquet")
-        results: dict[str, list[tuple[float, float, float]]] = {}
+        results: dict[str, list[tuple[float, float, float, float]]] = {}
         for r in range(args.rounds):
             for name in ("local", "spark local[1]", "spark local[2]"):
                 if name == "local":
-                    wall, peak = run([*kit_cmd, "--bundle", str(bundle), str(src), str(work / "out.parquet"), "-q"])
+                    wall, peak, cpu = run([*kit_cmd, "--bundle", str(bundle), str(src),
+                                           str(work / "out.parquet"), "-q"])
                     scoring = wall
                 else:
                     master = name.split()[1]
                     out = work / "out-spark"
-                    wall, peak = run([*kit_cmd, "--engine", "spark", "--master", master, "--bundle", str(bundle),
+                    wall, peak, cpu = run([*kit_cmd, "--engine", "spark", "--master", master, "--bundle", str(bundle),
                                       str(src), str(out), "--overwrite", "-q",
                                       "--conf", "spark.sql.files.maxPartitionBytes=32m"])
                     scoring = sum(json.loads(p.read_text())["seconds"] for p in (out / "_kit_parts").glob("*.json"))
-                results.setdefault(name, []).append((wall, scoring, peak))
+                results.setdefault(name, []).append((wall, scoring, peak, cpu))
                 print(f"round {r + 1} {name:15s} wall {wall:6.1f}s  scoring {scoring:6.1f}s  "
-                      f"{args.rows / scoring:9,.0f} rows/s  peak {peak:7.0f} MiB  load {os.getloadavg()[0]:.2f}",
+                      f"{args.rows / scoring:9,.0f} rows/s  peak {peak:7.0f} MiB  cpu {cpu:6.1f}s "
+                      f"({cpu / wall:.2f} cores busy)  load {os.getloadavg()[0]:.2f}",
                       flush=True)
-        _, quarter_peak = run([*kit_cmd, "--bundle", str(bundle), str(small), str(work / "q.parquet"), "-q"])
+        _, quarter_peak, _ = run([*kit_cmd, "--bundle", str(bundle), str(small), str(work / "q.parquet"), "-q"])
         best = {k: min(v, key=lambda t: t[1]) for k, v in results.items()}
         print("\nbest of rounds (by scoring time):")
-        for name, (wall, scoring, peak) in best.items():
+        for name, (wall, scoring, peak, cpu) in best.items():
             print(f"  {name:15s} {args.rows / scoring:9,.0f} rows/s scoring, {args.rows / wall:9,.0f} rows/s "
-                  f"end to end, peak {peak:.0f} MiB")
+                  f"end to end, peak {peak:.0f} MiB, {cpu / wall:.2f} cores busy")
         ratio = best["spark local[1]"][1] / best["spark local[2]"][1]
         print(f"  spark scaling local[1] -> local[2]: {ratio:.2f}x (scoring time; goal >= 1.7x)")
         print(f"  spark local[2] vs single process: {best['local'][1] / best['spark local[2]'][1]:.2f}x scoring, "
               f"{best['local'][0] / best['spark local[2]'][0]:.2f}x end to end")
         print(f"  single-process peak: {quarter_peak:.0f} MiB on {args.rows // 4:,} rows, "
               f"{best['local'][2]:.0f} MiB on {args.rows:,} rows (streaming: flat in rows)")
+        print("\nwarm sessions (JVM and Python workers started, one job run before the timed one):")
+        warm = warm_jobs(bundle, src, small, work / "warm-out", args.rounds)
+        one, two = (min(warm[m]) for m in ("local[1]", "local[2]"))
+        cores = os.cpu_count() or 1
+        print(f"  spark scaling local[1] -> local[2], warm: {one[0] / two[0]:.2f}x ({args.rows / one[0]:,.0f} -> "
+              f"{args.rows / two[0]:,.0f} rows/s); local[1] kept {one[1]:.2f} of {cores} cores busy (the JVM's "
+              f"Parquet and Arrow work beside the Python worker), so {cores / one[1]:.2f}x is the most local[2] "
+              "can gain on this machine")
         print(f"load average after: {os.getloadavg()}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
