@@ -1,13 +1,14 @@
 """The prediction log: every prediction (id, time, version, route, inputs, output) written in the background.
 
-A request appends one tuple to an in-memory queue: its rows and outputs already encoded as JSON
-(orjson, a microsecond a row) and its predictions as text, so the queue holds no dict or list the
-garbage collector must walk (a queue of live request objects, promoted to the oldest generation
-while they wait, made full collections of the worker's heap run every few seconds and cost more
-than the log itself; bench/serve_layers.py prices the release layer). A writer thread drains the
-queue every :attr:`PredictionLog.flush_s` seconds and inserts the rows in one transaction per
-batch. A full queue drops the request's rows and counts them, a failing database drops the batch
-and counts it: neither ever delays or fails the answer. Retention is bounded by age
+A request appends one tuple to an in-memory queue: references to its ids, rows and outputs, nothing
+encoded (on a serving worker, whose caches the model and the HTTP stack keep filling, encoding a
+30-feature row on the request cost 5-6 microseconds, against 2-4 in the writer's loop). A writer
+thread drains the queue every :attr:`PredictionLog.flush_s` seconds, encodes the rows and outputs
+as JSON (orjson) and inserts them in one transaction per batch, together with their counts
+(:mod:`kit.release._counts`). The queued dicts live until then; a serving worker froze its startup
+heap (:func:`gc.freeze`), so the collections they cause walk only what the worker made since. A full
+queue drops the request's rows and counts them, a failing database drops the batch and counts it:
+neither ever delays or fails the answer. Retention is bounded by age
 (``KIT_LOG_RETENTION_DAYS``) and by row count (``KIT_LOG_MAX_ROWS``), enforced by the writer every
 :attr:`PredictionLog.prune_s` seconds.
 """
@@ -27,6 +28,7 @@ from typing import Any
 
 from kit._json import json_default
 from kit.errors import require
+from kit.release import _counts as counts
 from kit.release._db import engine, redact, store_url, tables
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,7 @@ class PredictionLog:
         self._last_error = 0.0
         self._last_prune = time.monotonic()
         engine(self.url)  # open (and create the tables) now: a bad URL fails at startup, not per request
+        self.counted_since = counts.ensure(self.url)
         self._thread = threading.Thread(target=self._run, name="kit-prediction-log", daemon=True)
         self._thread.start()
 
@@ -137,30 +140,16 @@ class PredictionLog:
                outputs: Sequence[dict[str, Any]] | None, latency_ms: float, error: str | None = None) -> bool:
         """Queue one request's predictions (never blocks); ``False`` if the queue was full and they were dropped.
 
-        The rows and outputs are encoded here, so the queue holds only the log's rows: text and numbers
-        (see the module docstring).
+        The request only appends references to its ids, rows and outputs (which must not change
+        afterwards); the writer encodes them (see the module docstring).
         """
         if len(self._queue) >= self.queue_size:
             self.dropped += len(ids)
             if self.on_drop is not None:
                 self.on_drop(len(ids), "queue_full")
             return False
-        at, n = time.time(), len(ids)
-        if not n:
-            return True
-        per_row = latency_ms / n if latency_ms is not None and n else latency_ms
-        dumps = _dumps
-        if n == 1:  # the common case: the row itself, a flat tuple of text and numbers
-            out = outputs[0] if outputs is not None else None
-            self._queue.append((ids[0], route, at, name, tag, dumps(rows[0]), None if out is None else dumps(out),
-                                None if out is None else str(out.get("prediction"))[:200], per_row, error))
-            return True
-        repeat = itertools.repeat
-        self._queue.append(tuple(zip(
-            ids, repeat(route, n), repeat(at, n), repeat(name, n), repeat(tag, n), map(dumps, rows),
-            repeat(None, n) if outputs is None else map(dumps, outputs),
-            repeat(None, n) if outputs is None else [str(o.get("prediction"))[:200] for o in outputs],
-            repeat(per_row, n), repeat(error, n), strict=True)))
+        if ids:
+            self._queue.append((ids, route, time.time(), name, tag, rows, outputs, latency_ms, error))
         return True
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -203,15 +192,19 @@ class PredictionLog:
                 self._idle.set()
 
     def _take(self) -> list[tuple[Any, ...]]:
-        """Rows for one insert (:attr:`batch_rows` or a little more), in :data:`COLUMNS` order."""
+        """Rows for one insert (:attr:`batch_rows` or a little more), in :data:`COLUMNS` order, encoded here."""
         rows: list[tuple[Any, ...]] = []
-        queue = self._queue
+        queue, dumps, append = self._queue, _dumps, rows.append
         while queue and len(rows) < self.batch_rows:
-            entry = queue.popleft()  # one request: its row, or a tuple of its rows
-            if entry and type(entry[0]) is tuple:
-                rows.extend(entry)
-            else:
-                rows.append(entry)
+            ids, route, at, name, tag, inputs, outputs, latency_ms, error = queue.popleft()  # one request
+            per_row = latency_ms / len(ids) if latency_ms is not None else None
+            if outputs is None:
+                for pid, row in zip(ids, inputs, strict=True):
+                    append((pid, route, at, name, tag, dumps(row), None, None, per_row, error))
+                continue
+            for pid, row, out in zip(ids, inputs, outputs, strict=True):
+                append((pid, route, at, name, tag, dumps(row), dumps(out), str(out.get("prediction"))[:200], per_row,
+                        error))
         return rows
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
@@ -221,6 +214,7 @@ class PredictionLog:
         try:
             with engine(self.url).begin() as conn:
                 _insert(conn, rows)
+                counts.add(conn, counts.tally(rows, self.counted_since))
         except sa.exc.IntegrityError:  # a duplicate id (a retried write): insert the rest one by one
             self._write_each(rows)
         except sa.exc.SQLAlchemyError as exc:
@@ -237,12 +231,17 @@ class PredictionLog:
             try:
                 with engine(self.url).begin() as conn:
                     _insert(conn, [row])
+                    counts.add(conn, counts.tally([row], self.counted_since))
                 self.written += 1
             except sa.exc.SQLAlchemyError:
                 self.failed += 1
 
     def prune(self, now: float | None = None) -> int:
-        """Apply the retention bounds now; returns the predictions deleted."""
+        """Apply the retention bounds now; returns the predictions deleted.
+
+        By age, whole count buckets go: predictions up to :data:`~kit.release._counts.BUCKET_S` seconds
+        older than the retention may stay until the next round.
+        """
         sa = require("sqlalchemy", "serve")
         t = tables()
         now = time.time() if now is None else now
@@ -250,7 +249,8 @@ class PredictionLog:
         with engine(self.url).begin() as conn:
             if self.retention_s > 0:
                 cutoff = now - self.retention_s
-                deleted += conn.execute(sa.delete(t.predictions).where(t.predictions.c.at < cutoff)).rowcount
+                start = counts.drop_before(conn, cutoff)  # whole buckets, with their predictions
+                deleted += conn.execute(sa.delete(t.predictions).where(t.predictions.c.at < start)).rowcount
                 conn.execute(sa.delete(t.feedback).where(t.feedback.c.at < cutoff))
             p = t.predictions
             # the oldest beyond the bound, at most PRUNE_CHUNK a round; counting first (an index scan)
@@ -259,9 +259,10 @@ class PredictionLog:
             if self.max_rows > 0 and conn.execute(count).scalar_one() > self.max_rows:
                 newest_first = sa.select(p.c.prediction_id).order_by(p.c.at.desc(), p.c.prediction_id.desc())
                 excess = list(conn.execute(newest_first.offset(self.max_rows).limit(PRUNE_CHUNK)).scalars())
-                for start in range(0, len(excess), 500):
-                    deleted += conn.execute(sa.delete(p).where(p.c.prediction_id.in_(excess[start:start + 500]))
-                                            ).rowcount
+                for i in range(0, len(excess), 500):
+                    where = [p.c.prediction_id.in_(excess[i:i + 500])]
+                    counts.subtract(conn, counts.deleted(conn, where))
+                    deleted += conn.execute(sa.delete(p).where(*where)).rowcount
         return int(deleted)
 
     def _warn(self, message: str) -> None:
