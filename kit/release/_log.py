@@ -1,16 +1,18 @@
 """The prediction log: every prediction (id, time, version, route, inputs, output) written in the background.
 
-A request appends one tuple to an in-memory queue: references to its ids, rows and outputs, nothing
-encoded (on a serving worker, whose caches the model and the HTTP stack keep filling, encoding a
-30-feature row on the request cost 5-6 microseconds, against 2-4 in the writer's loop). A writer
-thread drains the queue every :attr:`PredictionLog.flush_s` seconds, encodes the rows and outputs
-as JSON (orjson) and inserts them in one transaction per batch, together with their counts
-(:mod:`kit.release._counts`). The queued dicts live until then; a serving worker froze its startup
-heap (:func:`gc.freeze`), so the collections they cause walk only what the worker made since. A full
-queue drops the request's rows and counts them, a failing database drops the batch and counts it:
-neither ever delays or fails the answer. Retention is bounded by age
-(``KIT_LOG_RETENTION_DAYS``) and by row count (``KIT_LOG_MAX_ROWS``), enforced by the writer every
-:attr:`PredictionLog.prune_s` seconds.
+A request leaves the writer only text and numbers: its ids, its output encoded as JSON (orjson) and,
+for its inputs, the request body it was parsed from (bytes), appended to one list per column. It
+keeps no reference to its rows or outputs: queued dicts and lists, alive until the writer took
+them, set off the garbage collector (the young generation filled with them and was collected every
+hundred requests: 3-5 microseconds a request on a serving worker, against 0.6 now), and encoding the
+rows on the request cost 5-6 microseconds where the model and the HTTP stack keep the caches busy.
+A writer thread drains the queue every :attr:`PredictionLog.flush_s` seconds, takes each row's JSON
+from its body (the row's text as sent, for the usual ``{"rows": [row]}``: a scan of the body; other
+bodies are parsed and their rows encoded) and inserts the rows in one transaction per batch,
+together with their counts (:mod:`kit.release._counts`). A full queue drops the request's rows and
+counts them, a failing database drops the batch and counts it: neither ever delays or fails the
+answer. Retention is bounded by age (``KIT_LOG_RETENTION_DAYS``) and by row count
+(``KIT_LOG_MAX_ROWS``), enforced by the writer every :attr:`PredictionLog.prune_s` seconds.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import itertools
 import json
 import logging
 import os
+import re
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -80,6 +82,33 @@ def _encoder() -> Callable[[Any], str]:
 _dumps = _encoder()
 
 
+def _loads(body: bytes) -> Any:
+    try:
+        import orjson
+    except ImportError:
+        return json.loads(body)
+    return orjson.loads(body)
+
+
+def _row_text(body: bytes) -> str:
+    """The JSON text of the one row of a request body ``{"rows": [row]}``.
+
+    The row's text as the client sent it when the body holds nothing else and the row no bracket
+    (then the body's only array is ``rows``, and its only element is the row): a scan of the body,
+    several times cheaper than encoding the parsed row again. Any other body is parsed and the row
+    encoded.
+    """
+    start, end = body.find(b"["), body.rfind(b"]")
+    if 0 < start < end and _ROWS_KEY.fullmatch(body, 0, start) and body[end + 1:].strip() == b"}":
+        row = body[start + 1:end].strip()
+        if row[:1] == b"{" and b"[" not in row and b"]" not in row:
+            return row.decode()
+    return _dumps(_loads(body)["rows"][0])
+
+
+_ROWS_KEY = re.compile(rb'\s*\{\s*"rows"\s*:\s*')
+
+
 class Ids:
     """Prediction ids unique across processes and machines: a random per-process prefix and a counter."""
 
@@ -124,7 +153,8 @@ class PredictionLog:
         self.written = 0
         self.dropped = 0
         self.failed = 0
-        self._queue: deque[tuple[Any, ...]] = deque()  # per request: its row, or a tuple of its rows
+        # the queue: one list per column, one item per request (see record); the writer takes the first len(last)
+        self._columns: tuple[list[Any], ...] = tuple([] for _ in COLUMNS)
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -137,26 +167,54 @@ class PredictionLog:
         self._thread.start()
 
     def record(self, name: str, tag: str, route: str, ids: Sequence[str], rows: Sequence[dict[str, Any]],
-               outputs: Sequence[dict[str, Any]] | None, latency_ms: float, error: str | None = None) -> bool:
+               outputs: Sequence[dict[str, Any]] | None, latency_ms: float, error: str | None = None,
+               body: bytes | None = None) -> bool:
         """Queue one request's predictions (never blocks); ``False`` if the queue was full and they were dropped.
 
-        The request only appends references to its ids, rows and outputs (which must not change
-        afterwards); the writer encodes them (see the module docstring).
+        Args:
+            name: The model name.
+            tag: The version that made (or failed to make) the predictions.
+            route: ``champion``, ``canary`` or ``shadow``.
+            ids: One prediction id per row.
+            rows: The request's rows (not kept: their JSON is taken from ``body``, or encoded now).
+            outputs: One output record per row, or ``None`` if the version failed.
+            latency_ms: The request's model time (each row is logged with its share).
+            error: Why the version failed, if it did.
+            body: The request body the rows were parsed from (``{"rows": rows, ...}``): the writer takes
+                their JSON from it, and the request keeps no reference to them (see the module docstring).
+                Without it, the rows are encoded now.
         """
-        if len(self._queue) >= self.queue_size:
-            self.dropped += len(ids)
+        q = self._columns
+        n = len(ids)
+        if len(q[-1]) >= self.queue_size:
+            self.dropped += n
             if self.on_drop is not None:
-                self.on_drop(len(ids), "queue_full")
+                self.on_drop(n, "queue_full")
             return False
-        if ids:
-            self._queue.append((ids, route, time.time(), name, tag, rows, outputs, latency_ms, error))
+        if not n:
+            return True
+        dumps = _dumps
+        if n == 1:  # the common case: atoms and text only
+            out = outputs[0] if outputs is not None else None
+            values: tuple[Any, ...] = (
+                ids[0], route, time.time(), name, tag, body if body is not None else dumps(rows[0]),
+                None if out is None else dumps(out), None if out is None else str(out.get("prediction"))[:200],
+                latency_ms, error)
+        else:
+            values = (tuple(ids), route, time.time(), name, tag,
+                      body if body is not None else tuple([dumps(r) for r in rows]),
+                      None if outputs is None else tuple([dumps(o) for o in outputs]),
+                      None if outputs is None else tuple([str(o.get("prediction"))[:200] for o in outputs]),
+                      latency_ms / n, error)
+        for column, value in zip(q, values, strict=True):  # the last column last: the writer reads its length
+            column.append(value)
         return True
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is written (tests, shutdown); ``False`` on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self._queue and self._idle.is_set():
+            if not self._columns[-1] and self._idle.is_set():
                 return True
             self._wake.set()
             time.sleep(0.01)
@@ -172,7 +230,7 @@ class PredictionLog:
     def stats(self) -> dict[str, Any]:
         """Rows written, dropped and failed, and requests queued now."""
         return {"store": redact(self.url), "written": self.written, "dropped": self.dropped,
-                "failed": self.failed, "queued": len(self._queue), "queue_size": self.queue_size}
+                "failed": self.failed, "queued": len(self._columns[-1]), "queue_size": self.queue_size}
 
     # -- the writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
@@ -181,8 +239,9 @@ class PredictionLog:
             self._wake.clear()
             self._idle.clear()
             try:
-                while self._queue:
-                    self._write(self._take())
+                rows = self._take()
+                for start in range(0, len(rows), self.batch_rows):
+                    self._write(rows[start:start + self.batch_rows])
                 if time.monotonic() - self._last_prune > self.prune_s:
                     self._last_prune = time.monotonic()
                     self.prune()
@@ -192,19 +251,26 @@ class PredictionLog:
                 self._idle.set()
 
     def _take(self) -> list[tuple[Any, ...]]:
-        """Rows for one insert (:attr:`batch_rows` or a little more), in :data:`COLUMNS` order, encoded here."""
+        """Every request queued so far, as log rows in :data:`COLUMNS` order (rows' JSON taken from the bodies)."""
+        q = self._columns
+        n = len(q[-1])
+        if not n:
+            return []
+        parts = [column[:n] for column in q]
+        for column in q:
+            del column[:n]
         rows: list[tuple[Any, ...]] = []
-        queue, dumps, append = self._queue, _dumps, rows.append
-        while queue and len(rows) < self.batch_rows:
-            ids, route, at, name, tag, inputs, outputs, latency_ms, error = queue.popleft()  # one request
-            per_row = latency_ms / len(ids) if latency_ms is not None else None
-            if outputs is None:
-                for pid, row in zip(ids, inputs, strict=True):
-                    append((pid, route, at, name, tag, dumps(row), None, None, per_row, error))
+        append = rows.append
+        for ids, route, at, name, tag, inputs, output, prediction, latency, error in zip(*parts, strict=True):
+            if type(ids) is str:  # one row
+                append((ids, route, at, name, tag, _row_text(inputs) if type(inputs) is bytes else inputs, output,
+                        prediction, latency, error))
                 continue
-            for pid, row, out in zip(ids, inputs, outputs, strict=True):
-                append((pid, route, at, name, tag, dumps(row), dumps(out), str(out.get("prediction"))[:200], per_row,
-                        error))
+            if type(inputs) is bytes:
+                inputs = [_dumps(r) for r in _loads(inputs)["rows"]]
+            for i, pid in enumerate(ids):
+                append((pid, route, at, name, tag, inputs[i], None if output is None else output[i],
+                        None if prediction is None else prediction[i], latency, error))
         return rows
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
