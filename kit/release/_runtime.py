@@ -239,13 +239,17 @@ class ReleaseRuntime:
                 log.exception("release poll failed")
 
     def _monitor(self) -> None:
-        """One worker per server computes the live metrics (and rolls back): the one holding the lock file."""
+        """One worker per server computes the live metrics (and rolls back): the one holding the lock file.
+
+        It computes them at once when it starts (the gauges are there from the start, and the libraries
+        the report needs load with the worker, not under load), then every ``KIT_AUTO_ROLLBACK_S``.
+        """
         lock = None
         while True:
-            time.sleep(self.settings.check_s)
             lock = lock or _leader_lock(self.name)
             if lock is not None:
                 self.check()
+            time.sleep(self.settings.check_s)
 
     def check(self) -> dict[str, Any] | None:
         """Refresh the live metrics (and roll back automatically when enabled); returns the status report."""
