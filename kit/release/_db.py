@@ -139,6 +139,9 @@ class Tables:
     * ``kit_promotions``: the promotion log, one row per change, unique per (name, revision);
     * ``kit_predictions``: one row per prediction (per row of a request), keyed by
       (``prediction_id``, ``route``): a shadow prediction shares the champion's id;
+    * ``kit_prediction_counts``: predictions and errors per model name, version, route and 10-second
+      bucket of ``at``, kept by the log's writer in the transaction that inserts them
+      (:mod:`kit.release._counts`);
     * ``kit_feedback``: the label that arrived for a prediction id (the latest one wins);
     * ``kit_meta``: markers such as "this JSON-lines promotion log was imported".
     """
@@ -178,6 +181,14 @@ class Tables:
             sa.Column("latency_ms", floating),
             sa.Column("error", text),
             sa.Index("kit_predictions_name_at", "name", "at"))
+        self.counts = sa.Table(
+            "kit_prediction_counts", md,
+            sa.Column("name", sa.String(200), primary_key=True),
+            sa.Column("bucket", sa.BigInteger, primary_key=True, autoincrement=False),  # floor(at / BUCKET_S)
+            sa.Column("tag", sa.String(300), primary_key=True),
+            sa.Column("route", sa.String(16), primary_key=True),
+            sa.Column("n", integer, nullable=False),
+            sa.Column("errors", integer, nullable=False))
         self.feedback = sa.Table(
             "kit_feedback", md,
             sa.Column("prediction_id", sa.String(40), primary_key=True),

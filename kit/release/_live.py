@@ -123,13 +123,12 @@ def estimated_metrics(proba: np.ndarray, alpha: float = ALPHA, simulations: int 
         return {}
     rng = np.random.default_rng(seed)
     pred = proba.argmax(axis=1)
-    cum = np.cumsum(proba, axis=1)
-    cum[:, -1] = 1.0
+    cum = np.cumsum(proba, axis=1)[:, :-1]  # a draw below 1 never passes the last class's bound of 1
     chunk = max(1, 2_000_000 // (n * k))  # simulations per draw, bounding memory to ~16 MB
     draws = np.concatenate([(rng.random((min(chunk, simulations - s), n, 1)) > cum[None, :, :]).sum(axis=2)
                             for s in range(0, simulations, chunk)])  # (simulations, n) labels drawn from proba
     acc = (draws == pred[None, :]).mean(axis=1)
-    f1 = np.array([kit_metrics._f1(d, pred, k) for d in draws])
+    f1 = _f1_draws(draws, pred, k)
     out = {"accuracy": _spread(float(proba.max(axis=1).mean()), acc, alpha, n),
            "f1": _spread(float(f1.mean()), f1, alpha, n)}
     if k == 2:
@@ -141,6 +140,20 @@ def estimated_metrics(proba: np.ndarray, alpha: float = ALPHA, simulations: int 
         auc = auc[np.isfinite(auc)]
         if len(auc):
             out["roc_auc"] = _spread(float(auc.mean()), auc, alpha, n)
+    return out
+
+
+def _f1_draws(draws: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    """:func:`kit.metrics._f1` of every draw (a row of ``draws``) against ``pred`` at once, with the same values."""
+    classes = [1] if k == 2 else list(range(k))
+    total = np.zeros(len(draws))
+    for c in classes:  # summed class by class, in kit.metrics' order
+        predicted = pred == c
+        drawn = draws == c
+        tp = (drawn & predicted[None, :]).sum(axis=1)
+        denom = int(predicted.sum()) + drawn.sum(axis=1)
+        total = total + np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+    out: np.ndarray = total / len(classes)
     return out
 
 

@@ -1,15 +1,18 @@
 """The prediction log: every prediction (id, time, version, route, inputs, output) written in the background.
 
-A request appends one tuple to an in-memory queue: its rows and outputs already encoded as JSON
-(orjson, a microsecond a row) and its predictions as text, so the queue holds no dict or list the
-garbage collector must walk (a queue of live request objects, promoted to the oldest generation
-while they wait, made full collections of the worker's heap run every few seconds and cost more
-than the log itself; bench/serve_layers.py prices the release layer). A writer thread drains the
-queue every :attr:`PredictionLog.flush_s` seconds and inserts the rows in one transaction per
-batch. A full queue drops the request's rows and counts them, a failing database drops the batch
-and counts it: neither ever delays or fails the answer. Retention is bounded by age
-(``KIT_LOG_RETENTION_DAYS``) and by row count (``KIT_LOG_MAX_ROWS``), enforced by the writer every
-:attr:`PredictionLog.prune_s` seconds.
+A request leaves the writer only text and numbers: its ids, its output encoded as JSON (orjson) and,
+for its inputs, the request body it was parsed from (bytes), appended to one list per column. It
+keeps no reference to its rows or outputs: queued dicts and lists, alive until the writer took
+them, set off the garbage collector (the young generation filled with them and was collected every
+hundred requests: 3-5 microseconds a request on a serving worker, against 0.6 now), and encoding the
+rows on the request cost 5-6 microseconds where the model and the HTTP stack keep the caches busy.
+A writer thread drains the queue every :attr:`PredictionLog.flush_s` seconds, takes each row's JSON
+from its body (the row's text as sent, for the usual ``{"rows": [row]}``: a scan of the body; other
+bodies are parsed and their rows encoded) and inserts the rows in one transaction per batch,
+together with their counts (:mod:`kit.release._counts`). A full queue drops the request's rows and
+counts them, a failing database drops the batch and counts it: neither ever delays or fails the
+answer. Retention is bounded by age (``KIT_LOG_RETENTION_DAYS``) and by row count
+(``KIT_LOG_MAX_ROWS``), enforced by the writer every :attr:`PredictionLog.prune_s` seconds.
 """
 
 from __future__ import annotations
@@ -19,14 +22,15 @@ import itertools
 import json
 import logging
 import os
+import re
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from kit._json import json_default
 from kit.errors import require
+from kit.release import _counts as counts
 from kit.release._db import engine, redact, store_url, tables
 
 log = logging.getLogger(__name__)
@@ -78,6 +82,33 @@ def _encoder() -> Callable[[Any], str]:
 _dumps = _encoder()
 
 
+def _loads(body: bytes) -> Any:
+    try:
+        import orjson
+    except ImportError:
+        return json.loads(body)
+    return orjson.loads(body)
+
+
+def _row_text(body: bytes) -> str:
+    """The JSON text of the one row of a request body ``{"rows": [row]}``.
+
+    The row's text as the client sent it when the body holds nothing else and the row no bracket
+    (then the body's only array is ``rows``, and its only element is the row): a scan of the body,
+    several times cheaper than encoding the parsed row again. Any other body is parsed and the row
+    encoded.
+    """
+    start, end = body.find(b"["), body.rfind(b"]")
+    if 0 < start < end and _ROWS_KEY.fullmatch(body, 0, start) and body[end + 1:].strip() == b"}":
+        row = body[start + 1:end].strip()
+        if row[:1] == b"{" and b"[" not in row and b"]" not in row:
+            return row.decode()
+    return _dumps(_loads(body)["rows"][0])
+
+
+_ROWS_KEY = re.compile(rb'\s*\{\s*"rows"\s*:\s*')
+
+
 class Ids:
     """Prediction ids unique across processes and machines: a random per-process prefix and a counter."""
 
@@ -122,7 +153,8 @@ class PredictionLog:
         self.written = 0
         self.dropped = 0
         self.failed = 0
-        self._queue: deque[tuple[Any, ...]] = deque()  # per request: its row, or a tuple of its rows
+        # the queue: one list per column, one item per request (see record); the writer takes the first len(last)
+        self._columns: tuple[list[Any], ...] = tuple([] for _ in COLUMNS)
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -130,44 +162,59 @@ class PredictionLog:
         self._last_error = 0.0
         self._last_prune = time.monotonic()
         engine(self.url)  # open (and create the tables) now: a bad URL fails at startup, not per request
+        self.counted_since = counts.ensure(self.url)
         self._thread = threading.Thread(target=self._run, name="kit-prediction-log", daemon=True)
         self._thread.start()
 
     def record(self, name: str, tag: str, route: str, ids: Sequence[str], rows: Sequence[dict[str, Any]],
-               outputs: Sequence[dict[str, Any]] | None, latency_ms: float, error: str | None = None) -> bool:
+               outputs: Sequence[dict[str, Any]] | None, latency_ms: float, error: str | None = None,
+               body: bytes | None = None) -> bool:
         """Queue one request's predictions (never blocks); ``False`` if the queue was full and they were dropped.
 
-        The rows and outputs are encoded here, so the queue holds only the log's rows: text and numbers
-        (see the module docstring).
+        Args:
+            name: The model name.
+            tag: The version that made (or failed to make) the predictions.
+            route: ``champion``, ``canary`` or ``shadow``.
+            ids: One prediction id per row.
+            rows: The request's rows (not kept: their JSON is taken from ``body``, or encoded now).
+            outputs: One output record per row, or ``None`` if the version failed.
+            latency_ms: The request's model time (each row is logged with its share).
+            error: Why the version failed, if it did.
+            body: The request body the rows were parsed from (``{"rows": rows, ...}``): the writer takes
+                their JSON from it, and the request keeps no reference to them (see the module docstring).
+                Without it, the rows are encoded now.
         """
-        if len(self._queue) >= self.queue_size:
-            self.dropped += len(ids)
+        q = self._columns
+        n = len(ids)
+        if len(q[-1]) >= self.queue_size:
+            self.dropped += n
             if self.on_drop is not None:
-                self.on_drop(len(ids), "queue_full")
+                self.on_drop(n, "queue_full")
             return False
-        at, n = time.time(), len(ids)
         if not n:
             return True
-        per_row = latency_ms / n if latency_ms is not None and n else latency_ms
         dumps = _dumps
-        if n == 1:  # the common case: the row itself, a flat tuple of text and numbers
+        if n == 1:  # the common case: atoms and text only
             out = outputs[0] if outputs is not None else None
-            self._queue.append((ids[0], route, at, name, tag, dumps(rows[0]), None if out is None else dumps(out),
-                                None if out is None else str(out.get("prediction"))[:200], per_row, error))
-            return True
-        repeat = itertools.repeat
-        self._queue.append(tuple(zip(
-            ids, repeat(route, n), repeat(at, n), repeat(name, n), repeat(tag, n), map(dumps, rows),
-            repeat(None, n) if outputs is None else map(dumps, outputs),
-            repeat(None, n) if outputs is None else [str(o.get("prediction"))[:200] for o in outputs],
-            repeat(per_row, n), repeat(error, n), strict=True)))
+            values: tuple[Any, ...] = (
+                ids[0], route, time.time(), name, tag, body if body is not None else dumps(rows[0]),
+                None if out is None else dumps(out), None if out is None else str(out.get("prediction"))[:200],
+                latency_ms, error)
+        else:
+            values = (tuple(ids), route, time.time(), name, tag,
+                      body if body is not None else tuple([dumps(r) for r in rows]),
+                      None if outputs is None else tuple([dumps(o) for o in outputs]),
+                      None if outputs is None else tuple([str(o.get("prediction"))[:200] for o in outputs]),
+                      latency_ms / n, error)
+        for column, value in zip(q, values, strict=True):  # the last column last: the writer reads its length
+            column.append(value)
         return True
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is written (tests, shutdown); ``False`` on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self._queue and self._idle.is_set():
+            if not self._columns[-1] and self._idle.is_set():
                 return True
             self._wake.set()
             time.sleep(0.01)
@@ -183,7 +230,7 @@ class PredictionLog:
     def stats(self) -> dict[str, Any]:
         """Rows written, dropped and failed, and requests queued now."""
         return {"store": redact(self.url), "written": self.written, "dropped": self.dropped,
-                "failed": self.failed, "queued": len(self._queue), "queue_size": self.queue_size}
+                "failed": self.failed, "queued": len(self._columns[-1]), "queue_size": self.queue_size}
 
     # -- the writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
@@ -192,8 +239,9 @@ class PredictionLog:
             self._wake.clear()
             self._idle.clear()
             try:
-                while self._queue:
-                    self._write(self._take())
+                rows = self._take()
+                for start in range(0, len(rows), self.batch_rows):
+                    self._write(rows[start:start + self.batch_rows])
                 if time.monotonic() - self._last_prune > self.prune_s:
                     self._last_prune = time.monotonic()
                     self.prune()
@@ -203,15 +251,26 @@ class PredictionLog:
                 self._idle.set()
 
     def _take(self) -> list[tuple[Any, ...]]:
-        """Rows for one insert (:attr:`batch_rows` or a little more), in :data:`COLUMNS` order."""
+        """Every request queued so far, as log rows in :data:`COLUMNS` order (rows' JSON taken from the bodies)."""
+        q = self._columns
+        n = len(q[-1])
+        if not n:
+            return []
+        parts = [column[:n] for column in q]
+        for column in q:
+            del column[:n]
         rows: list[tuple[Any, ...]] = []
-        queue = self._queue
-        while queue and len(rows) < self.batch_rows:
-            entry = queue.popleft()  # one request: its row, or a tuple of its rows
-            if entry and type(entry[0]) is tuple:
-                rows.extend(entry)
-            else:
-                rows.append(entry)
+        append = rows.append
+        for ids, route, at, name, tag, inputs, output, prediction, latency, error in zip(*parts, strict=True):
+            if type(ids) is str:  # one row
+                append((ids, route, at, name, tag, _row_text(inputs) if type(inputs) is bytes else inputs, output,
+                        prediction, latency, error))
+                continue
+            if type(inputs) is bytes:
+                inputs = [_dumps(r) for r in _loads(inputs)["rows"]]
+            for i, pid in enumerate(ids):
+                append((pid, route, at, name, tag, inputs[i], None if output is None else output[i],
+                        None if prediction is None else prediction[i], latency, error))
         return rows
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
@@ -221,6 +280,7 @@ class PredictionLog:
         try:
             with engine(self.url).begin() as conn:
                 _insert(conn, rows)
+                counts.add(conn, counts.tally(rows, self.counted_since))
         except sa.exc.IntegrityError:  # a duplicate id (a retried write): insert the rest one by one
             self._write_each(rows)
         except sa.exc.SQLAlchemyError as exc:
@@ -237,12 +297,17 @@ class PredictionLog:
             try:
                 with engine(self.url).begin() as conn:
                     _insert(conn, [row])
+                    counts.add(conn, counts.tally([row], self.counted_since))
                 self.written += 1
             except sa.exc.SQLAlchemyError:
                 self.failed += 1
 
     def prune(self, now: float | None = None) -> int:
-        """Apply the retention bounds now; returns the predictions deleted."""
+        """Apply the retention bounds now; returns the predictions deleted.
+
+        By age, whole count buckets go: predictions up to :data:`~kit.release._counts.BUCKET_S` seconds
+        older than the retention may stay until the next round.
+        """
         sa = require("sqlalchemy", "serve")
         t = tables()
         now = time.time() if now is None else now
@@ -250,7 +315,8 @@ class PredictionLog:
         with engine(self.url).begin() as conn:
             if self.retention_s > 0:
                 cutoff = now - self.retention_s
-                deleted += conn.execute(sa.delete(t.predictions).where(t.predictions.c.at < cutoff)).rowcount
+                start = counts.drop_before(conn, cutoff)  # whole buckets, with their predictions
+                deleted += conn.execute(sa.delete(t.predictions).where(t.predictions.c.at < start)).rowcount
                 conn.execute(sa.delete(t.feedback).where(t.feedback.c.at < cutoff))
             p = t.predictions
             # the oldest beyond the bound, at most PRUNE_CHUNK a round; counting first (an index scan)
@@ -259,9 +325,10 @@ class PredictionLog:
             if self.max_rows > 0 and conn.execute(count).scalar_one() > self.max_rows:
                 newest_first = sa.select(p.c.prediction_id).order_by(p.c.at.desc(), p.c.prediction_id.desc())
                 excess = list(conn.execute(newest_first.offset(self.max_rows).limit(PRUNE_CHUNK)).scalars())
-                for start in range(0, len(excess), 500):
-                    deleted += conn.execute(sa.delete(p).where(p.c.prediction_id.in_(excess[start:start + 500]))
-                                            ).rowcount
+                for i in range(0, len(excess), 500):
+                    where = [p.c.prediction_id.in_(excess[i:i + 500])]
+                    counts.subtract(conn, counts.deleted(conn, where))
+                    deleted += conn.execute(sa.delete(p).where(*where)).rowcount
         return int(deleted)
 
     def _warn(self, message: str) -> None:

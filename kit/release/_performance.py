@@ -3,8 +3,9 @@
 Reads the prediction log and the feedback labels from the release store, so any worker (or
 ``kit release status`` on a laptop pointed at the same store) gives the same answer for the same
 window. Predictions reach the store within about a second of being made (the log's flush interval).
-Counts and error rates are SQL aggregates over the whole window; live metrics use every labelled
-prediction in it (up to :data:`MAX_LABELLED`); latency, the estimate, shadow agreement and the
+Counts and error rates cover the whole window exactly, from the counts kept as predictions arrived
+(:mod:`kit.release._counts`); live metrics use every labelled prediction in it (up to
+:data:`MAX_LABELLED`, found from the feedback table); latency, the estimate, shadow agreement and the
 prediction distributions use the :data:`RECENT_ROWS` most recent predictions, so a report's cost is
 bounded however busy the service is.
 """
@@ -19,10 +20,27 @@ from typing import Any
 import numpy as np
 
 from kit.errors import require
+from kit.release import _counts as counts
 from kit.release._db import store_url, tables
 from kit.release._live import CBPE, Outputs, estimated_metrics, labelled_metrics
 from kit.release._state import Release, _engine, read
 from kit.release._stats import ALPHA, homogeneity, interval, ks_two_sample, wilson
+
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - the serve extra installs it
+    _orjson = None  # type: ignore[assignment]
+
+
+def _loads(text: str) -> Any:
+    """JSON of the log's outputs and labels: orjson when installed (several times faster), else the stdlib."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(text)
+        except _orjson.JSONDecodeError:  # what orjson refuses (integers beyond 64 bits) the stdlib reads
+            pass
+    return json.loads(text)
+
 
 MAX_LABELLED = 200_000
 """Most recent labelled predictions read per report (the counts always cover the whole window)."""
@@ -44,13 +62,16 @@ class Rows:
     labels: list[Any] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
 
-    def add(self, r: Any) -> None:
-        """Append one database row."""
-        self.ids.append(r.prediction_id)
-        self.routes.append(r.route)
-        self.outputs.append(json.loads(r.output) if r.output else None)
-        self.labels.append(json.loads(r.label) if r.label is not None else None)
-        self.latency_ms.append(float(r.latency_ms) if r.latency_ms is not None else float("nan"))
+    def extend(self, rows: list[Any]) -> None:
+        """Append database rows (prediction id, route, tag, output, latency, label), decoding their JSON."""
+        if not rows:
+            return
+        ids, routes, _, outputs, latency, labels = zip(*rows, strict=True)
+        self.ids.extend(ids)
+        self.routes.extend(routes)
+        self.outputs.extend([_loads(o) if o else None for o in outputs])
+        self.labels.extend([None if v is None else _loads(v) for v in labels])
+        self.latency_ms.extend([float("nan") if x is None else float(x) for x in latency])
 
     def scored(self) -> tuple[list[int], Outputs | None]:
         """Indices of rows with an output, and those outputs decoded."""
@@ -89,8 +110,9 @@ def load(name: str, url: str | None = None, *, window_s: float = 86400.0, now: f
          max_labelled: int = MAX_LABELLED, recent: int = RECENT_ROWS) -> Window:
     """Read ``name``'s predictions of the last ``window_s`` seconds.
 
-    Counts per version and route are SQL aggregates over the whole window; the labelled rows and the
-    most recent rows are read (both bounded).
+    Counts per version and route are exact (:func:`kit.release._counts.window`: the counts kept as
+    predictions arrived, and the log rows where the window's ends cut a bucket); the labelled rows
+    (found from the feedback table) and the most recent rows are read (both bounded).
     """
     sa = require("sqlalchemy", "serve")
     t = tables()
@@ -98,27 +120,52 @@ def load(name: str, url: str | None = None, *, window_s: float = 86400.0, now: f
     since = until - window_s
     p, f = t.predictions, t.feedback
     where = (p.c.name == name, p.c.at >= since, p.c.at <= until)
-    errors = sa.func.sum(sa.case((p.c.error.is_not(None), 1), else_=0))
-    counts = sa.select(p.c.tag, p.c.route, sa.func.count(), errors).where(*where).group_by(p.c.tag, p.c.route)
     columns = (p.c.prediction_id, p.c.route, p.c.tag, p.c.output, p.c.latency_ms, f.c.label)
-    joined = p.join(f, f.c.prediction_id == p.c.prediction_id)
-    labelled = (sa.select(*columns).select_from(joined).where(*where).order_by(p.c.at.desc())
-                .limit(max_labelled + 1))
     latest = (sa.select(*columns).select_from(p.outerjoin(f, f.c.prediction_id == p.c.prediction_id))
               .where(*where).order_by(p.c.at.desc()).limit(recent))
     versions: dict[str, Version] = {}
     with _engine(url).connect() as conn:
-        for tag, route, n, failed in conn.execute(counts):
+        for (tag, route), (n, failed) in counts.window(conn, name, since, until).items():
             v = versions.setdefault(tag, Version(tag))
-            v.routes[route] = int(n)
-            v.errors += int(failed or 0)
-        rows = conn.execute(labelled).all()
+            v.routes[route] = n
+            v.errors += failed
+        rows = conn.execute(_labelled(conn, name, since, until, max_labelled + 1)).all()
         truncated = len(rows) > max_labelled
-        for r in reversed(rows[:max_labelled]):
-            versions.setdefault(r.tag, Version(r.tag)).labelled.add(r)
-        for r in reversed(conn.execute(latest).all()):
-            versions.setdefault(r.tag, Version(r.tag)).recent.add(r)
+        for tag, part in _by_tag(reversed(rows[:max_labelled])).items():
+            versions.setdefault(tag, Version(tag)).labelled.extend(part)
+        for tag, part in _by_tag(reversed(conn.execute(latest).all())).items():
+            versions.setdefault(tag, Version(tag)).recent.extend(part)
     return Window(name, since, until, versions, truncated)
+
+
+def _labelled(conn: Any, name: str, since: float, until: float, limit: int) -> Any:
+    """The labelled predictions of the window, newest first, found from the labels.
+
+    Labels are usually far fewer than predictions, so the query walks the feedback table and looks
+    each id up in the log (its primary key) instead of walking the window's predictions and probing
+    the labels for each. SQLite would choose the latter (the ``(name, at)`` index looks selective to
+    it), so there the join order is fixed (``CROSS JOIN``) and the log's ``name`` and ``at`` terms
+    are kept off that index (unary ``+``); other databases plan it with their statistics.
+    """
+    sa = require("sqlalchemy", "serve")
+    t = tables()
+    p, f = t.predictions, t.feedback
+    if conn.dialect.name == "sqlite":
+        return sa.text(
+            "SELECT p.prediction_id, p.route, p.tag, p.output, p.latency_ms, f.label "
+            "FROM kit_feedback AS f CROSS JOIN kit_predictions AS p ON p.prediction_id = f.prediction_id "
+            "WHERE +p.name = :name AND +p.at >= :since AND +p.at <= :until ORDER BY p.at DESC LIMIT :limit"
+        ).bindparams(name=name, since=since, until=until, limit=limit)
+    columns = (p.c.prediction_id, p.c.route, p.c.tag, p.c.output, p.c.latency_ms, f.c.label)
+    return (sa.select(*columns).select_from(f.join(p, p.c.prediction_id == f.c.prediction_id))
+            .where(p.c.name == name, p.c.at >= since, p.c.at <= until).order_by(p.c.at.desc()).limit(limit))
+
+
+def _by_tag(rows: Any) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for r in rows:
+        out.setdefault(r[2], []).append(r)
+    return out
 
 
 def version_report(v: Version, alpha: float = ALPHA) -> dict[str, Any]:

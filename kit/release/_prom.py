@@ -32,13 +32,15 @@ import bisect
 import logging
 import threading
 import time
-from collections import deque
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 FLUSH_S = 1.0
 """How often request counts reach the Prometheus metrics (they are queued by the request)."""
+
+MAX_PENDING = 100_000
+"""Most requests queued for counting; beyond it (the flushing thread stalled) requests go uncounted."""
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ACTIONS = ("none", "keep", "promote", "roll back")
@@ -96,46 +98,58 @@ class ReleaseMetrics:
         self.action = m("Gauge", "kit_release_recommendation", "1 for the recommended action", ("model", "action"))
         self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._classes: dict[tuple[str, str, str], Any] = {}
-        self._pending: deque[tuple[Any, ...]] = deque(maxlen=100_000)
+        self._pending: tuple[list[Any], ...] = ([], [], [], [], [])  # version, route, seconds, kind, predictions
         if self.requests is not None:
             threading.Thread(target=self._flush_loop, name="kit-release-metrics", daemon=True).start()
 
     def answered(self, tag: str, route: str, seconds: float, outputs: list[dict[str, Any]] | None) -> None:
         """Count one request answered by ``tag`` on ``route`` with its outputs (``None``: it failed).
 
-        The request only appends its predictions (a tuple of numbers or labels, which the garbage
-        collector need not walk) to a queue; a background thread applies the counts every
-        :data:`FLUSH_S` seconds, so ``/metrics`` lags by at most that and a request pays no
-        Prometheus lock or file write.
+        The request only appends its version, route, time and predictions to a queue (one list per
+        field: a one-row request adds no object the garbage collector tracks); a background thread
+        applies the counts every :data:`FLUSH_S` seconds, so ``/metrics`` lags by at most that and a
+        request pays no Prometheus lock or file write.
         """
         if self.requests is None:
             return
+        tags, routes, times, kinds, predictions = self._pending
+        if len(predictions) >= MAX_PENDING:  # the flushing thread is stalled: count no more than this
+            return
         if outputs is None:
-            self._pending.append((tag, route, seconds, None))
-        elif len(outputs) == 1:  # one flat tuple of atoms: the collector untracks it at once
-            self._pending.append((tag, route, seconds, "probabilities" not in outputs[0], outputs[0]["prediction"]))
-        else:  # outputs with class probabilities are classes, whatever the label's type
-            self._pending.append((tag, route, seconds, bool(outputs) and "probabilities" not in outputs[0],
-                                  *[o["prediction"] for o in outputs]))
+            kind, prediction = None, None
+        elif len(outputs) == 1:  # outputs with class probabilities are classes, whatever the label's type
+            kind, prediction = "probabilities" not in outputs[0], outputs[0]["prediction"]
+        else:
+            kind = bool(outputs) and "probabilities" not in outputs[0]
+            prediction = tuple([o["prediction"] for o in outputs])
+        tags.append(tag)
+        routes.append(route)
+        times.append(seconds)
+        kinds.append(kind)
+        predictions.append(prediction)  # the last field last: flush reads its length
 
     def flush(self) -> None:
         """Apply the queued request counts to the Prometheus metrics now, summed per version and route."""
         pending = self._pending
+        n = len(pending[-1])
+        if not n:
+            return
+        parts = [field[:n] for field in pending]
+        for field in pending:
+            del field[:n]
         sums: dict[tuple[str, str], list[Any]] = {}
-        while pending:
-            entry = pending.popleft()  # tag, route, seconds, then None (failed) or values_ok and the predictions
-            tag, route, seconds, values_ok = entry[:4]
+        for tag, route, seconds, values_ok, prediction in zip(*parts, strict=True):
             agg = sums.get((tag, route))
             if agg is None:
                 agg = sums[(tag, route)] = [0, 0, [], {}, []]  # requests, errors, latencies, classes, values
             agg[0] += 1
-            if values_ok is None:
+            if values_ok is None:  # the version failed
                 agg[1] += 1
                 continue
             agg[2].append(seconds)
             classes, values = agg[3], agg[4]
-            for p in entry[4:]:  # a value (regression) is a float without class probabilities
-                if values_ok and isinstance(p, float):
+            for p in prediction if type(prediction) is tuple else (prediction,):
+                if values_ok and isinstance(p, float):  # a value (regression) is a float without class probabilities
                     values.append(p)
                 else:
                     classes[str(p)] = classes.get(str(p), 0) + 1

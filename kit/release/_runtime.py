@@ -110,19 +110,21 @@ class ReleaseRuntime:
             threading.Thread(target=self._monitor, name="kit-release-monitor", daemon=True).start()
 
     # -- per request --------------------------------------------------------------------------
-    async def answer(self, rows: Rows, key: str | None) -> tuple[list[dict[str, Any]], str]:
+    async def answer(self, rows: Rows, key: str | None, body: bytes | None = None) -> tuple[list[dict[str, Any]], str]:
         """Route, predict, number, count and log one request; returns the records and the tag that answered.
 
         A canary challenger that fails is counted and logged against it, and the champion answers
-        the request instead; a champion that fails raises (the caller answers 500).
+        the request instead; a champion that fails raises (the caller answers 500). ``body``, the
+        request body the rows were parsed from, lets the log take their JSON from it
+        (:meth:`~kit.release._log.PredictionLog.record`).
         """
         view, target, route = self.choose(key)
         start = time.perf_counter()
-        try:
-            records = await _run(target, rows)
+        try:  # the serving layer's batcher, awaited directly (one coroutine fewer per request)
+            records = await (target.submit(rows) if target.submit is not None else _run(target, rows))
         except Exception as exc:
             self.record(target, route, self.ids.take(len(rows)), rows, None, time.perf_counter() - start,
-                        f"error: {type(exc).__name__}: {exc}"[:500])
+                        f"error: {type(exc).__name__}: {exc}"[:500], body)
             if route != "canary":
                 raise
             log.warning("release %s: canary %s failed (%s); the champion answered", self.name, target.tag, exc)
@@ -132,9 +134,9 @@ class ReleaseRuntime:
         ids = self.ids.take(len(records))
         for record, pid in zip(records, ids, strict=True):
             record["prediction_id"] = pid
-        self.record(target, route, ids, rows, records, seconds)
+        self.record(target, route, ids, rows, records, seconds, None, body)
         if view.mode == "shadow":
-            self.shadow(view, rows, ids, records)
+            self.shadow(view, rows, ids, records, body)
         return records, target.tag
 
     def choose(self, key: str | None) -> tuple[View, Target, str]:
@@ -145,16 +147,17 @@ class ReleaseRuntime:
         return v, v.champion, "champion"
 
     def record(self, target: Target, route: str, ids: Sequence[str], rows: Rows, outputs: list[dict[str, Any]] | None,
-               seconds: float, error: str | None = None) -> None:
+               seconds: float, error: str | None = None, body: bytes | None = None) -> None:
         """Count and log one answered (or failed) request; never blocks, never raises."""
         try:
             self.metrics.answered(target.tag, route, seconds, outputs)
             if self.log is not None:
-                self.log.record(self.name, target.tag, route, ids, rows, outputs, seconds * 1000.0, error)
+                self.log.record(self.name, target.tag, route, ids, rows, outputs, seconds * 1000.0, error, body)
         except Exception:  # metrics or the log must never fail a request
             log.exception("recording a prediction failed")
 
-    def shadow(self, view: View, rows: Rows, ids: Sequence[str], champion_outputs: list[dict[str, Any]]) -> None:
+    def shadow(self, view: View, rows: Rows, ids: Sequence[str], champion_outputs: list[dict[str, Any]],
+               body: bytes | None = None) -> None:
         """After the champion answered: score the same rows with the shadow challenger in the background."""
         challenger = view.challenger
         if view.mode != "shadow" or challenger is None:
@@ -162,11 +165,11 @@ class ReleaseRuntime:
         tag = challenger.tag
 
         def done(outputs: list[dict[str, Any]], seconds: float) -> None:
-            self.record(challenger, "shadow", ids, rows, outputs, seconds)
+            self.record(challenger, "shadow", ids, rows, outputs, seconds, None, body)
             self.metrics.compare(tag, len(outputs), _disagreements(champion_outputs, outputs))
 
         def failed(why: str, seconds: float) -> None:
-            self.record(challenger, "shadow", ids, rows, None, seconds, why)
+            self.record(challenger, "shadow", ids, rows, None, seconds, why, body)
 
         self.shadow_runner.submit(lambda: challenger.model.predict_rows(rows), done, failed)
 
@@ -236,13 +239,17 @@ class ReleaseRuntime:
                 log.exception("release poll failed")
 
     def _monitor(self) -> None:
-        """One worker per server computes the live metrics (and rolls back): the one holding the lock file."""
+        """One worker per server computes the live metrics (and rolls back): the one holding the lock file.
+
+        It computes them at once when it starts (the gauges are there from the start, and the libraries
+        the report needs load with the worker, not under load), then every ``KIT_AUTO_ROLLBACK_S``.
+        """
         lock = None
         while True:
-            time.sleep(self.settings.check_s)
             lock = lock or _leader_lock(self.name)
             if lock is not None:
                 self.check()
+            time.sleep(self.settings.check_s)
 
     def check(self) -> dict[str, Any] | None:
         """Refresh the live metrics (and roll back automatically when enabled); returns the status report."""

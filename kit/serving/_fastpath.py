@@ -50,10 +50,11 @@ async def predict(state: AdmissionState, scope: Scope, receive: Receive, send: S
     champion = [(MODEL_HEADER, state.model.tag.encode())] if state.model is not None else []
     try:
         authorize(scope, s.api_key)
-        payload = _codec.loads(await read_body(scope, receive, s.max_body_bytes, PATH))
+        body = await read_body(scope, receive, s.max_body_bytes, PATH)
+        payload = _codec.loads(body)
         rows = await state.checker.check(payload, s.max_rows)  # an image model decodes in a thread
         if state.release is not None:  # routed, numbered, counted and logged (kit.release)
-            records, tag = await state.release.answer(rows, request_key(scope, payload))
+            records, tag = await state.release.answer(rows, request_key(scope, payload), body)
             headers = [(MODEL_HEADER, tag.encode())]  # the version that answered
         else:
             records, headers = await state.batcher.submit(rows), champion

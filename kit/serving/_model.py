@@ -66,8 +66,9 @@ class ServedModel:
         sizes = [len(rows) for rows in requests]
         flat = requests[0] if len(requests) == 1 else [row for rows in requests for row in rows]
         records = self.bundle.infer(flat, groups=sizes).records()
+        kept = window_rows(self.bundle, flat) if self.settings.drift_window else ()  # images: their statistics
         with self._lock:
-            self._window.extend(window_rows(self.bundle, flat))  # the parsed rows (images: their statistics)
+            self._window.extend(kept)
             self.seen += len(flat)
         out, start = [], 0
         for n in sizes:

@@ -54,8 +54,9 @@ def start_release(state: AdmissionState, served: ServedRef) -> ReleaseRuntime | 
         from kit.package import served as resolve
 
         ref = resolve(tag)
-        # only the champion shares its drift window with the other workers (one file per worker)
-        s = state.settings if role == "champion" else dataclasses.replace(state.settings, drift_dir=None, workers=1)
+        # only the champion keeps a drift window (/drift reports it), shared with the other workers
+        s = state.settings if role == "champion" else dataclasses.replace(state.settings, drift_window=0,
+                                                                          drift_dir=None, workers=1)
         model, batcher = state.prepare(ModelBundle.load(ref.path), ref.tag, ref.store_info(), s)
         return Target(ref.tag, model, batcher.submit, batcher)
 
