@@ -91,20 +91,33 @@ def add(conn: Any, counts: dict[tuple[str, int, str, str], list[int]]) -> None:
     t = tables().counts
     values = [{"name": k[0], "bucket": k[1], "tag": k[2], "route": k[3], "n": n, "errors": e}
               for k, (n, e) in counts.items()]
-    dialect = conn.dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        import importlib
-
-        stmt = importlib.import_module(f"sqlalchemy.dialects.{dialect}").insert(t)
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=["name", "bucket", "tag", "route"],
-            set_={"n": t.c.n + stmt.excluded.n, "errors": t.c.errors + stmt.excluded.errors}), values)
+    upsert = _upsert(conn.dialect.name)
+    if upsert is not None:
+        conn.execute(upsert, values)
         return
     for v in values:  # other databases: update, else insert
         key = [t.c.name == v["name"], t.c.bucket == v["bucket"], t.c.tag == v["tag"], t.c.route == v["route"]]
         if not conn.execute(sa.update(t).where(*key).values(n=t.c.n + v["n"], errors=t.c.errors + v["errors"])
                             ).rowcount:
             conn.execute(sa.insert(t).values(**v))
+
+
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert(dialect: str) -> Any:
+    """The dialect's ``INSERT ... ON CONFLICT DO UPDATE`` adding to the counts (built once: a batch reuses it)."""
+    if dialect not in ("postgresql", "sqlite"):
+        return None
+    if dialect not in _UPSERTS:
+        import importlib
+
+        t = tables().counts
+        stmt = importlib.import_module(f"sqlalchemy.dialects.{dialect}").insert(t)
+        _UPSERTS[dialect] = stmt.on_conflict_do_update(
+            index_elements=["name", "bucket", "tag", "route"],
+            set_={"n": t.c.n + stmt.excluded.n, "errors": t.c.errors + stmt.excluded.errors})
+    return _UPSERTS[dialect]
 
 
 def subtract(conn: Any, counts: dict[tuple[str, int, str, str], list[int]]) -> None:
