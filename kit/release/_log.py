@@ -30,6 +30,7 @@ from typing import Any
 
 from kit._json import json_default
 from kit.errors import require
+from kit.release import _blocks as blocks
 from kit.release import _counts as counts
 from kit.release._db import engine, redact, store_url, tables
 
@@ -44,24 +45,8 @@ PRUNE_CHUNK = 100_000
 """Most predictions deleted for the row bound in one pruning round (the next round goes on)."""
 
 
-COLUMNS = ("prediction_id", "route", "at", "name", "tag", "inputs", "output", "prediction", "latency_ms", "error")
-"""The prediction log's columns, in the order the writer fills them."""
-
-
-def _insert(conn: Any, rows: list[tuple[Any, ...]]) -> None:
-    """Insert rows (in :data:`COLUMNS` order) in one statement per batch.
-
-    SQLite goes through the driver's ``executemany`` (its C loop); others through SQLAlchemy's batched
-    multi-row ``INSERT`` (one round trip per batch on PostgreSQL).
-    """
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql(_SQLITE_INSERT, rows)
-        return
-    sa = require("sqlalchemy", "serve")
-    conn.execute(sa.insert(tables().predictions), [dict(zip(COLUMNS, row, strict=True)) for row in rows])
-
-
-_SQLITE_INSERT = f"INSERT INTO kit_predictions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+COLUMNS = blocks.COLUMNS
+"""A prediction's fields, in the order the writer hands them to :func:`kit.release._blocks.encode`."""
 
 
 def _encoder() -> Callable[[Any], str]:
@@ -277,12 +262,13 @@ class PredictionLog:
         if not rows:
             return
         sa = require("sqlalchemy", "serve")
+        parts = blocks.groups(rows)
         try:
             with engine(self.url).begin() as conn:
-                _insert(conn, rows)
+                blocks.insert(conn, [blocks.block(part) for part in parts])
                 counts.add(conn, counts.tally(rows, self.counted_since))
-        except sa.exc.IntegrityError:  # a duplicate id (a retried write): insert the rest one by one
-            self._write_each(rows)
+        except sa.exc.IntegrityError:  # a block already written (its first id on its route): write the others
+            self._write_each(parts)
         except sa.exc.SQLAlchemyError as exc:
             self.failed += len(rows)
             if self.on_drop is not None:
@@ -291,44 +277,70 @@ class PredictionLog:
         else:
             self.written += len(rows)
 
-    def _write_each(self, rows: list[tuple[Any, ...]]) -> None:
+    def _write_each(self, parts: list[list[tuple[Any, ...]]]) -> None:
         sa = require("sqlalchemy", "serve")
-        for row in rows:
+        for part in parts:
             try:
                 with engine(self.url).begin() as conn:
-                    _insert(conn, [row])
-                    counts.add(conn, counts.tally([row], self.counted_since))
-                self.written += 1
+                    blocks.insert(conn, [blocks.block(part)])
+                    counts.add(conn, counts.tally(part, self.counted_since))
+                self.written += len(part)
             except sa.exc.SQLAlchemyError:
-                self.failed += 1
+                self.failed += len(part)
 
     def prune(self, now: float | None = None) -> int:
         """Apply the retention bounds now; returns the predictions deleted.
 
         By age, whole count buckets go: predictions up to :data:`~kit.release._counts.BUCKET_S` seconds
-        older than the retention may stay until the next round.
+        older than the retention may stay until the next round. By count, the oldest blocks go, and
+        the oldest predictions of the block that crosses the bound (at most :data:`PRUNE_CHUNK` a round).
         """
         sa = require("sqlalchemy", "serve")
         t = tables()
+        b = t.blocks
         now = time.time() if now is None else now
         deleted = 0
         with engine(self.url).begin() as conn:
+            since = counts.since(conn)
             if self.retention_s > 0:
                 cutoff = now - self.retention_s
                 start = counts.drop_before(conn, cutoff)  # whole buckets, with their predictions
-                deleted += conn.execute(sa.delete(t.predictions).where(t.predictions.c.at < start)).rowcount
+                old = [b.c.at_last < start]
+                deleted += int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(b.c.n), 0)).where(*old))
+                               .scalar_one())
+                conn.execute(sa.delete(b).where(*old))
+                for block in conn.execute(sa.select(b).where(b.c.at < start, b.c.at_last >= start)).all():
+                    keep = [at >= start for at in blocks.decode(block, ("ats",))["ats"]]
+                    deleted += keep.count(False)
+                    blocks.rewrite(conn, block, keep)  # the buckets of what goes were dropped above
                 conn.execute(sa.delete(t.feedback).where(t.feedback.c.at < cutoff))
-            p = t.predictions
-            # the oldest beyond the bound, at most PRUNE_CHUNK a round; counting first (an index scan)
-            # spares the sort of the whole table while the log is within its bound
-            count = sa.select(sa.func.count()).select_from(p)
-            if self.max_rows > 0 and conn.execute(count).scalar_one() > self.max_rows:
-                newest_first = sa.select(p.c.prediction_id).order_by(p.c.at.desc(), p.c.prediction_id.desc())
-                excess = list(conn.execute(newest_first.offset(self.max_rows).limit(PRUNE_CHUNK)).scalars())
-                for i in range(0, len(excess), 500):
-                    where = [p.c.prediction_id.in_(excess[i:i + 500])]
-                    counts.subtract(conn, counts.deleted(conn, where))
-                    deleted += conn.execute(sa.delete(p).where(*where)).rowcount
+            total = int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(b.c.n), 0))).scalar_one())
+            excess = min(total - self.max_rows, PRUNE_CHUNK) if self.max_rows > 0 else 0
+            whole: list[tuple[str, str]] = []
+            for route, first, n in conn.execute(sa.select(b.c.route, b.c.first_id, b.c.n)
+                                                .order_by(b.c.at_last, b.c.first_id)) if excess > 0 else ():
+                if excess <= 0:
+                    break
+                if n <= excess:  # the oldest blocks beyond the bound go whole
+                    whole.append((route, first))
+                    excess -= n
+                    continue
+                block = conn.execute(sa.select(b).where(b.c.route == route, b.c.first_id == first)).one()
+                ats = blocks.decode(block, ("ats",))["ats"]
+                gone = set(sorted(range(len(ats)), key=lambda i: (ats[i], i))[:excess])
+                keep = [i not in gone for i in range(len(ats))]
+                counts.subtract(conn, counts.tally([r for r, k in zip(blocks.to_rows(block), keep, strict=True)
+                                                    if not k], since))
+                blocks.rewrite(conn, block, keep)  # and the oldest predictions of the one crossing it
+                deleted += excess
+                excess = 0
+            for i in range(0, len(whole), 200):
+                where = sa.or_(*[sa.and_(b.c.route == r, b.c.first_id == f) for r, f in whole[i:i + 200]])
+                heads = conn.execute(sa.select(b.c.route, b.c.name, b.c.tag, b.c.n, b.c.ats, b.c.messages)
+                                     .where(where)).all()
+                counts.subtract(conn, counts.tally_blocks(heads, since))
+                deleted += sum(int(h.n) for h in heads)
+                conn.execute(sa.delete(b).where(where))
         return int(deleted)
 
     def _warn(self, message: str) -> None:
