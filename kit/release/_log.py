@@ -1,18 +1,20 @@
 """The prediction log: every prediction (id, time, version, route, inputs, output) written in the background.
 
-A request leaves the writer only text and numbers: its ids, its output encoded as JSON (orjson) and,
-for its inputs, the request body it was parsed from (bytes), appended to one list per column. It
-keeps no reference to its rows or outputs: queued dicts and lists, alive until the writer took
-them, set off the garbage collector (the young generation filled with them and was collected every
-hundred requests: 3-5 microseconds a request on a serving worker, against 0.6 now), and encoding the
-rows on the request cost 5-6 microseconds where the model and the HTTP stack keep the caches busy.
-A writer thread drains the queue every :attr:`PredictionLog.flush_s` seconds, takes each row's JSON
-from its body (the row's text as sent, for the usual ``{"rows": [row]}``: a scan of the body; other
-bodies are parsed and their rows encoded) and inserts the rows in one transaction per batch,
-together with their counts (:mod:`kit.release._counts`). A full queue drops the request's rows and
-counts them, a failing database drops the batch and counts it: neither ever delays or fails the
-answer. Retention is bounded by age (``KIT_LOG_RETENTION_DAYS``) and by row count
-(``KIT_LOG_MAX_ROWS``), enforced by the writer every :attr:`PredictionLog.prune_s` seconds.
+A request appends to the writer's queue one tuple of text and numbers: its ids, its output encoded
+as JSON (orjson) and, for its inputs, the request body it was parsed from (bytes). It keeps no
+reference to its rows or outputs: queued dicts and lists, alive until the writer took them, set off
+the garbage collector (the young generation filled with them and was collected every hundred
+requests: 3-5 microseconds a request on a serving worker), while a tuple of atoms is untracked by
+the first young collection that sees it; and encoding the rows on the request cost 5-6
+microseconds where the model and the HTTP stack keep the caches busy. A writer thread drains the
+queue every :attr:`PredictionLog.flush_s` seconds, takes each row's JSON from its body (the row's
+text as sent, for the usual ``{"rows": [row]}``: one scan of the body; other bodies are parsed and
+their rows encoded) and inserts them as blocks (:mod:`kit.release._blocks`: one row per version,
+route and up to 256 predictions) in one transaction per batch, together with their counts
+(:mod:`kit.release._counts`). A full queue drops the request's rows and counts them, a failing
+database drops the batch and counts it: neither ever delays or fails the answer. Retention is
+bounded by age (``KIT_LOG_RETENTION_DAYS``) and by count (``KIT_LOG_MAX_ROWS``), enforced by the
+writer every :attr:`PredictionLog.prune_s` seconds.
 """
 
 from __future__ import annotations
@@ -144,8 +146,8 @@ class PredictionLog:
         self.written = 0
         self.dropped = 0
         self.failed = 0
-        # the queue: one list per column, one item per request (see record); the writer takes the first len(last)
-        self._columns: tuple[list[Any], ...] = tuple([] for _ in COLUMNS)
+        # the queue: one tuple of text and numbers per request (see record); the writer takes the first len()
+        self._queue: list[tuple[Any, ...]] = []
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -175,9 +177,9 @@ class PredictionLog:
                 their JSON from it, and the request keeps no reference to them (see the module docstring).
                 Without it, the rows are encoded now.
         """
-        q = self._columns
+        q = self._queue
         n = len(ids)
-        if len(q[-1]) >= self.queue_size:
+        if len(q) >= self.queue_size:
             self.dropped += n
             if self.on_drop is not None:
                 self.on_drop(n, "queue_full")
@@ -185,27 +187,24 @@ class PredictionLog:
         if not n:
             return True
         dumps = _dumps
-        if n == 1:  # the common case: atoms and text only
+        if n == 1:  # the common case
             out = outputs[0] if outputs is not None else None
-            values: tuple[Any, ...] = (
-                ids[0], route, time.time(), name, tag, body if body is not None else dumps(rows[0]),
-                None if out is None else dumps(out), None if out is None else str(out.get("prediction"))[:200],
-                latency_ms, error)
+            q.append((ids[0], route, time.time(), name, tag, body if body is not None else dumps(rows[0]),
+                      None if out is None else dumps(out), None if out is None else str(out.get("prediction"))[:200],
+                      latency_ms, error))
         else:
-            values = (tuple(ids), route, time.time(), name, tag,
+            q.append((tuple(ids), route, time.time(), name, tag,
                       body if body is not None else tuple([dumps(r) for r in rows]),
                       None if outputs is None else tuple([dumps(o) for o in outputs]),
                       None if outputs is None else tuple([str(o.get("prediction"))[:200] for o in outputs]),
-                      latency_ms / n, error)
-        for column, value in zip(q, values, strict=True):  # the last column last: the writer reads its length
-            column.append(value)
+                      latency_ms / n, error))
         return True
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is written (tests, shutdown); ``False`` on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self._columns[-1] and self._idle.is_set():
+            if not self._queue and self._idle.is_set():
                 return True
             self._wake.set()
             time.sleep(0.01)
@@ -221,7 +220,7 @@ class PredictionLog:
     def stats(self) -> dict[str, Any]:
         """Rows written, dropped and failed, and requests queued now."""
         return {"store": redact(self.url), "written": self.written, "dropped": self.dropped,
-                "failed": self.failed, "queued": len(self._columns[-1]), "queue_size": self.queue_size}
+                "failed": self.failed, "queued": len(self._queue), "queue_size": self.queue_size}
 
     # -- the writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
@@ -243,16 +242,15 @@ class PredictionLog:
 
     def _take(self) -> list[tuple[Any, ...]]:
         """Every request queued so far, as log rows in :data:`COLUMNS` order (rows' JSON taken from the bodies)."""
-        q = self._columns
-        n = len(q[-1])
+        q = self._queue
+        n = len(q)
         if not n:
             return []
-        parts = [column[:n] for column in q]
-        for column in q:
-            del column[:n]
+        taken = q[:n]
+        del q[:n]  # requests queued meanwhile stay (appended after the first n)
         rows: list[tuple[Any, ...]] = []
         append = rows.append
-        for ids, route, at, name, tag, inputs, output, prediction, latency, error in zip(*parts, strict=True):
+        for ids, route, at, name, tag, inputs, output, prediction, latency, error in taken:
             if type(ids) is str:  # one row
                 append((ids, route, at, name, tag, _row_text(inputs) if type(inputs) is bytes else inputs, output,
                         prediction, latency, error))
