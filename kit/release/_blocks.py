@@ -7,7 +7,8 @@ predictions of one model name, version and route that arrive together as one row
 ``kit_prediction_blocks``: its columns ``ids``, ``ats``, ``inputs``, ``outputs``, ``predictions``,
 ``latency_ms`` and ``messages`` (the errors; ``NULL`` when none failed) are JSON arrays with one
 item per prediction, in prediction-id order, built by joining the texts the requests queued (the
-rows' JSON as the clients sent it, the outputs' JSON). A block also records its id range
+rows' JSON as the clients sent it, the outputs' JSON, one output a line so that a label's output
+is decoded alone). A block also records its id range
 (``first_id``, ``last_id``), its time range (``at``, ``at_last``) and its counts (``n``, ``errors``).
 
 Finding a prediction by id. Ids are a per-process prefix and a counter (:class:`kit.release._log.Ids`)
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -116,7 +117,7 @@ def block(part: list[tuple[Any, ...]]) -> dict[str, Any]:
     return {"route": routes[0], "first_id": ids[0], "last_id": ids[-1], "name": names[0], "tag": tags[0],
             "at": min(ats), "at_last": max(ats), "n": len(part), "errors": failed, "ids": _dumps(ids),
             "ats": _dumps(ats), "inputs": "[" + ",".join(inputs) + "]",
-            "outputs": "[" + ",".join(["null" if o is None else o for o in outputs]) + "]",
+            "outputs": "[\n" + ",\n".join(["null" if o is None else o for o in outputs]) + "\n]",
             "predictions": _dumps(predictions), "latency_ms": _dumps(latency),
             "messages": _dumps(errors) if failed else None}
 
@@ -139,7 +140,7 @@ def insert(conn: Any, blocks: list[dict[str, Any]]) -> None:
 
 def decode(block: Any, fields: Iterable[str] = ARRAYS) -> dict[str, list[Any]]:
     """A block's arrays (from a row or mapping), decoded; ``messages`` is ``None`` per row when none failed."""
-    m = block._mapping if hasattr(block, "_mapping") else block
+    m = block if isinstance(block, Mapping) else block._mapping
     out: dict[str, list[Any]] = {}
     for f in fields:
         value = m[f]
@@ -149,7 +150,7 @@ def decode(block: Any, fields: Iterable[str] = ARRAYS) -> dict[str, list[Any]]:
 
 def to_rows(block: Any) -> list[tuple[Any, ...]]:
     """A block as predictions in :data:`COLUMNS` order (inputs and output decoded)."""
-    m = block._mapping if hasattr(block, "_mapping") else block
+    m = block if isinstance(block, Mapping) else block._mapping
     d = decode(m)
     route, name, tag = m["route"], m["name"], m["tag"]
     return [(pid, route, at, name, tag, x, o, p, lat, e) for pid, at, x, o, p, lat, e in zip(
@@ -160,11 +161,21 @@ def rewrite(conn: Any, block: Any, keep: list[bool]) -> None:
     """Keep only the predictions of a block marked in ``keep`` (the block is deleted when none are left)."""
     sa = require("sqlalchemy", "serve")
     b = tables().blocks
-    m = block._mapping if hasattr(block, "_mapping") else block
+    m = block if isinstance(block, Mapping) else block._mapping
     conn.execute(sa.delete(b).where(b.c.route == m["route"], b.c.first_id == m["first_id"]))
     kept = [r for r, k in zip(to_rows(m), keep, strict=True) if k]
     if kept:
         insert(conn, encode([(*r[:5], _dumps(r[5]), None if r[6] is None else _dumps(r[6]), *r[7:]) for r in kept]))
+
+
+class _Lines:
+    """A block's ``outputs`` array (one element a line), decoding only the elements asked for."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.split("\n")
+
+    def __getitem__(self, i: int) -> Any:
+        return _loads(self.lines[i + 1].rstrip(","))
 
 
 def locate(conn: Any, ids: Sequence[str] | None = None, *, fields: Sequence[str] = ("ids",),
@@ -208,7 +219,11 @@ def locate(conn: Any, ids: Sequence[str] | None = None, *, fields: Sequence[str]
                     cache[(route, k)] = None
                 stmt = sa.select(*columns).where(b.c.route == route, b.c.first_id.in_(firsts[i:i + 500]), *where)
                 for row in conn.execute(stmt):
-                    cache[(route, row.first_id)] = (row._mapping, decode(row._mapping, ("ids", *fields)))
+                    m = row._mapping
+                    arrays: dict[str, Any] = decode(m, [f for f in ("ids", *fields) if f != "outputs"])
+                    if "outputs" in fields:  # one output a line: only the labelled ones are decoded
+                        arrays["outputs"] = _Lines(m["outputs"])
+                    cache[(route, row.first_id)] = (m, arrays)
 
     def member(key: tuple[str, str], pid: str) -> tuple[Any, dict[str, Any]] | None:
         hit = cache.get(key)
