@@ -26,6 +26,7 @@ from kit.release import (
     parse_csv,
     parse_items,
     performance,
+    predictions,
     read,
     record,
     status,
@@ -57,7 +58,9 @@ def _log_rows(url: str, name: str, tag: str, route: str, rows: list[dict[str, An
     return ids
 
 
-def _count(url: str, table: str = "kit_predictions") -> int:
+def _count(url: str, table: str = "predictions") -> int:
+    if table == "predictions":
+        return len(predictions(url=url))
     with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
         return int(conn.execute(f"select count(*) from {table}").fetchone()[0])
 
@@ -68,11 +71,9 @@ def test_the_log_writes_every_prediction_in_the_background(url: str, bc_bundle: 
     outputs = bc_bundle.infer(rows).records()
     ids = _log_rows(url, "bc", "bc:1", "champion", rows, outputs)
     assert len(set(ids)) == 50 and _count(url) == 50
-    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-        pid, route, tag, inputs, output = conn.execute(
-            "select prediction_id, route, tag, inputs, output from kit_predictions order by at limit 1").fetchone()
-    assert (pid, route, tag) == (ids[0], "champion", "bc:1")
-    assert json.loads(inputs) == rows[0] and json.loads(output) == outputs[0]
+    first = predictions(url=url)[-1]  # newest first
+    assert (first["prediction_id"], first["route"], first["tag"]) == (ids[0], "champion", "bc:1")
+    assert first["inputs"] == rows[0] and first["output"] == outputs[0]
 
 
 def test_a_full_queue_drops_and_counts_and_never_blocks(url: str) -> None:

@@ -6,7 +6,8 @@ Everything a release needs to agree on lives in one store (:mod:`._db`; SQLite i
 * :mod:`._state`: the release state per name (champion stack, challenger, canary share or shadow)
   and the promotion log, changed by atomic read-modify-writes (``_state.change``); the JSON-lines
   log of earlier versions is imported once (:func:`import_jsonl`);
-* :mod:`._log`: :class:`PredictionLog`, the background writer of every prediction;
+* :mod:`._log`: :class:`PredictionLog`, the background writer of every prediction, stored in blocks
+  (:mod:`._blocks`; read back one record per prediction with :func:`predictions`);
 * :mod:`._feedback`: labels by prediction id (:func:`parse_items`, :func:`parse_csv`, :func:`record`);
 * :mod:`._live`, :mod:`._performance`: live metrics with intervals and the confidence-based
   estimate, per version (:func:`performance`);
@@ -20,6 +21,7 @@ Promoting and rolling back go through :func:`kit.package.promote` and :func:`kit
 
 from __future__ import annotations
 
+from kit.release._blocks import rows as predictions
 from kit.release._db import STORE_ENV, redact, store_url
 from kit.release._decision import Thresholds, auto_rollback, recommend, status
 from kit.release._drift import tests as drift_tests
@@ -31,4 +33,5 @@ from kit.release._state import LEGACY_LOG, Release, history, import_jsonl, read
 
 __all__ = ["LEGACY_LOG", "ROUTES", "STORE_ENV", "Ids", "PredictionLog", "Release", "ShadowRunner", "Thresholds",
            "auto_rollback", "bucket", "drift_tests", "history", "import_jsonl", "load", "parse_csv", "parse_items",
-           "performance", "read", "recommend", "record", "redact", "status", "store_url", "to_challenger"]
+           "performance", "predictions", "read", "recommend", "record", "redact", "status", "store_url",
+           "to_challenger"]

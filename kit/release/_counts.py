@@ -3,9 +3,9 @@
 The log's writer adds, in the transaction that inserts a batch, its predictions and errors per model
 name, version, route and :data:`BUCKET_S`-second bucket of ``at`` to ``kit_prediction_counts``;
 pruning takes away what it deletes, in its own transaction. A window's counts (:func:`window`) are
-then the sum of the buckets it covers whole, plus an exact count of the log rows in the two buckets
-its ends cut through (at most ``2 * BUCKET_S`` seconds of predictions, through the ``(name, at)``
-index): the same numbers as counting the window's rows, at a cost that no longer grows with the
+then the sum of the buckets it covers whole, plus an exact count of the logged predictions in the two
+buckets its ends cut through (the blocks of at most ``2 * BUCKET_S`` seconds, through the
+``(name, at_last)`` index): the same numbers as counting the window's rows, at a cost that no longer grows with the
 window. Before, every ``/performance``, ``kit release status`` and live-metrics refresh counted every
 prediction of the window (0.2 s at 200,000 predictions here).
 
@@ -56,6 +56,12 @@ def ensure(url: str) -> float:
     return found
 
 
+def since(conn: Any) -> float:
+    """When the store's counts began (``inf`` if no log opened it yet: nothing is counted)."""
+    found = _since(conn)
+    return float("inf") if found is None else found
+
+
 def _since(conn: Any) -> float | None:
     sa = require("sqlalchemy", "serve")
     meta = tables().meta
@@ -91,20 +97,33 @@ def add(conn: Any, counts: dict[tuple[str, int, str, str], list[int]]) -> None:
     t = tables().counts
     values = [{"name": k[0], "bucket": k[1], "tag": k[2], "route": k[3], "n": n, "errors": e}
               for k, (n, e) in counts.items()]
-    dialect = conn.dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        import importlib
-
-        stmt = importlib.import_module(f"sqlalchemy.dialects.{dialect}").insert(t)
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=["name", "bucket", "tag", "route"],
-            set_={"n": t.c.n + stmt.excluded.n, "errors": t.c.errors + stmt.excluded.errors}), values)
+    upsert = _upsert(conn.dialect.name)
+    if upsert is not None:
+        conn.execute(upsert, values)
         return
     for v in values:  # other databases: update, else insert
         key = [t.c.name == v["name"], t.c.bucket == v["bucket"], t.c.tag == v["tag"], t.c.route == v["route"]]
         if not conn.execute(sa.update(t).where(*key).values(n=t.c.n + v["n"], errors=t.c.errors + v["errors"])
                             ).rowcount:
             conn.execute(sa.insert(t).values(**v))
+
+
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert(dialect: str) -> Any:
+    """The dialect's ``INSERT ... ON CONFLICT DO UPDATE`` adding to the counts (built once: a batch reuses it)."""
+    if dialect not in ("postgresql", "sqlite"):
+        return None
+    if dialect not in _UPSERTS:
+        import importlib
+
+        t = tables().counts
+        stmt = importlib.import_module(f"sqlalchemy.dialects.{dialect}").insert(t)
+        _UPSERTS[dialect] = stmt.on_conflict_do_update(
+            index_elements=["name", "bucket", "tag", "route"],
+            set_={"n": t.c.n + stmt.excluded.n, "errors": t.c.errors + stmt.excluded.errors})
+    return _UPSERTS[dialect]
 
 
 def subtract(conn: Any, counts: dict[tuple[str, int, str, str], list[int]]) -> None:
@@ -119,16 +138,20 @@ def subtract(conn: Any, counts: dict[tuple[str, int, str, str], list[int]]) -> N
         conn.execute(sa.delete(t).where(*key, t.c.n <= 0))
 
 
-def deleted(conn: Any, where: list[Any]) -> dict[tuple[str, int, str, str], list[int]]:
-    """:func:`tally` of the log rows matching ``where`` (read before the caller deletes them)."""
-    sa = require("sqlalchemy", "serve")
-    p = tables().predictions
-    since = _since(conn)
-    if since is None:
-        return {}
-    rows = conn.execute(sa.select(p.c.route, p.c.at, p.c.name, p.c.tag, p.c.error.is_not(None)).where(*where))
-    return tally([(None, route, at, name, tag, None, None, None, None, True if err else None)
-                  for route, at, name, tag, err in rows], since)
+def tally_blocks(heads: Any, since: float) -> dict[tuple[str, int, str, str], list[int]]:
+    """:func:`tally` of whole blocks, from their ``route``, ``name``, ``tag``, ``ats`` and ``messages`` columns."""
+    from kit.release._blocks import decode
+
+    out: dict[tuple[str, int, str, str], list[int]] = {}
+    for h in heads:
+        d = decode(h, ("ats", "messages"))
+        for at, error in zip(d["ats"], d["messages"], strict=True):
+            if at < since:
+                continue
+            c = out.setdefault((h.name, int(at // BUCKET_S), h.tag, h.route), [0, 0])
+            c[0] += 1
+            c[1] += error is not None
+    return out
 
 
 def drop_before(conn: Any, cutoff: float) -> float:
@@ -144,15 +167,26 @@ def window(conn: Any, name: str, since: float, until: float) -> Counts:
     """Predictions and errors of ``name`` made in ``[since, until]``, per (version tag, route), exactly."""
     sa = require("sqlalchemy", "serve")
     t = tables()
-    p, c = t.predictions, t.counts
+    b, c = t.blocks, t.counts
     out: Counts = {}
 
-    def scan(lo: float, hi: float, closed: bool) -> None:  # from the log: rows in [lo, hi] or [lo, hi)
-        errors = sa.func.sum(sa.case((p.c.error.is_not(None), 1), else_=0))
-        q = (sa.select(p.c.tag, p.c.route, sa.func.count(), errors)
-             .where(p.c.name == name, p.c.at >= lo, p.c.at <= hi if closed else p.c.at < hi)
-             .group_by(p.c.tag, p.c.route))
-        _merge(out, conn.execute(q))
+    def scan(lo: float, hi: float, closed: bool) -> None:  # from the log: predictions in [lo, hi] or [lo, hi)
+        from kit.release._blocks import decode, overlapping
+
+        q = sa.select(b.c.tag, b.c.route, b.c.n, b.c.errors, b.c.at, b.c.at_last, b.c.ats, b.c.messages)
+        for h in conn.execute(q.where(*overlapping(name, lo, hi))):
+            agg = out.setdefault((h.tag, h.route), [0, 0])
+            if h.at >= lo and (h.at_last <= hi if closed else h.at_last < hi):  # the whole block
+                agg[0] += h.n
+                agg[1] += h.errors
+                continue
+            d = decode(h, ("ats", "messages"))
+            for at, error in zip(d["ats"], d["messages"], strict=True):
+                if lo <= at and (at <= hi if closed else at < hi):
+                    agg[0] += 1
+                    agg[1] += error is not None
+        for key in [k for k, v in out.items() if not v[0]]:
+            del out[key]
 
     start = _since(conn)
     if start is None or since < start:  # rows from before the counts began

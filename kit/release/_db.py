@@ -137,8 +137,9 @@ class Tables:
     * ``kit_release``: one row per model name, the current release state, with a ``revision`` that
       every change increments (compare-and-set: a change applies only to the revision it read);
     * ``kit_promotions``: the promotion log, one row per change, unique per (name, revision);
-    * ``kit_predictions``: one row per prediction (per row of a request), keyed by
-      (``prediction_id``, ``route``): a shadow prediction shares the champion's id;
+    * ``kit_prediction_blocks``: the prediction log, up to :data:`kit.release._blocks.BLOCK_ROWS`
+      predictions of one version and route per row, each column a JSON array (:mod:`kit.release._blocks`),
+      keyed by (``route``, ``first_id``): a shadow prediction shares the champion's id;
     * ``kit_prediction_counts``: predictions and errors per model name, version, route and 10-second
       bucket of ``at``, kept by the log's writer in the transaction that inserts them
       (:mod:`kit.release._counts`);
@@ -168,19 +169,25 @@ class Tables:
             sa.Column("event", sa.String(32), nullable=False),
             sa.Column("entry", text, nullable=False),          # the whole log entry as JSON
             sa.UniqueConstraint("name", "revision", name="kit_promotions_name_revision"))
-        self.predictions = sa.Table(
-            "kit_predictions", md,
-            sa.Column("prediction_id", sa.String(40), primary_key=True),
+        self.blocks = sa.Table(
+            "kit_prediction_blocks", md,
             sa.Column("route", sa.String(16), primary_key=True),   # champion | canary | shadow
-            sa.Column("at", floating, nullable=False),
+            sa.Column("first_id", sa.String(40), primary_key=True),  # the block's smallest prediction id
+            sa.Column("last_id", sa.String(40), nullable=False),    # and its largest
             sa.Column("name", sa.String(200), nullable=False),
             sa.Column("tag", sa.String(300), nullable=False),
+            sa.Column("at", floating, nullable=False),             # the earliest prediction's time
+            sa.Column("at_last", floating, nullable=False),        # the latest
+            sa.Column("n", integer, nullable=False),
+            sa.Column("errors", integer, nullable=False),
+            sa.Column("ids", text, nullable=False),                # JSON arrays, one item per prediction
+            sa.Column("ats", text, nullable=False),
             sa.Column("inputs", text, nullable=False),
-            sa.Column("output", text),
-            sa.Column("prediction", sa.String(200)),
-            sa.Column("latency_ms", floating),
-            sa.Column("error", text),
-            sa.Index("kit_predictions_name_at", "name", "at"))
+            sa.Column("outputs", text, nullable=False),            # null where the version failed
+            sa.Column("predictions", text, nullable=False),
+            sa.Column("latency_ms", text, nullable=False),
+            sa.Column("messages", text),                           # the errors; NULL when none failed
+            sa.Index("kit_prediction_blocks_name_at", "name", "at_last"))
         self.counts = sa.Table(
             "kit_prediction_counts", md,
             sa.Column("name", sa.String(200), primary_key=True),

@@ -17,7 +17,8 @@ import math
 import time
 from typing import Any
 
-from kit.errors import DataError, KitError, SchemaError, require
+from kit.errors import DataError, KitError, SchemaError
+from kit.release._blocks import locate
 from kit.release._db import tables, upsert
 from kit.release._state import _engine
 
@@ -109,16 +110,11 @@ def parse_csv(data: bytes, classes: list[str] | None, max_items: int = 1_000_000
 
 def record(labels: dict[str, str], url: str | None = None) -> dict[str, Any]:
     """Store labels (replacing earlier ones for the same ids); returns counts of accepted and matched ids."""
-    sa = require("sqlalchemy", "serve")
     t = tables()
     now = time.time()
     ids = list(labels)
-    matched = 0
     with _engine(url).begin() as conn:
         upsert(conn, t.feedback, [{"prediction_id": k, "label": v, "at": now} for k, v in labels.items()],
                ["prediction_id"], ["label", "at"])
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            matched += len(set(conn.execute(sa.select(t.predictions.c.prediction_id).where(
-                t.predictions.c.prediction_id.in_(chunk))).scalars()))
+        matched = len(locate(conn, ids))
     return {"accepted": len(ids), "matched": matched, "unmatched": len(ids) - matched}

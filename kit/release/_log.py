@@ -1,18 +1,20 @@
 """The prediction log: every prediction (id, time, version, route, inputs, output) written in the background.
 
-A request leaves the writer only text and numbers: its ids, its output encoded as JSON (orjson) and,
-for its inputs, the request body it was parsed from (bytes), appended to one list per column. It
-keeps no reference to its rows or outputs: queued dicts and lists, alive until the writer took
-them, set off the garbage collector (the young generation filled with them and was collected every
-hundred requests: 3-5 microseconds a request on a serving worker, against 0.6 now), and encoding the
-rows on the request cost 5-6 microseconds where the model and the HTTP stack keep the caches busy.
-A writer thread drains the queue every :attr:`PredictionLog.flush_s` seconds, takes each row's JSON
-from its body (the row's text as sent, for the usual ``{"rows": [row]}``: a scan of the body; other
-bodies are parsed and their rows encoded) and inserts the rows in one transaction per batch,
-together with their counts (:mod:`kit.release._counts`). A full queue drops the request's rows and
-counts them, a failing database drops the batch and counts it: neither ever delays or fails the
-answer. Retention is bounded by age (``KIT_LOG_RETENTION_DAYS``) and by row count
-(``KIT_LOG_MAX_ROWS``), enforced by the writer every :attr:`PredictionLog.prune_s` seconds.
+A request appends to the writer's queue one tuple of text and numbers: its ids, its output encoded
+as JSON (orjson) and, for its inputs, the request body it was parsed from (bytes). It keeps no
+reference to its rows or outputs: queued dicts and lists, alive until the writer took them, set off
+the garbage collector (the young generation filled with them and was collected every hundred
+requests: 3-5 microseconds a request on a serving worker), while a tuple of atoms is untracked by
+the first young collection that sees it; and encoding the rows on the request cost 5-6
+microseconds where the model and the HTTP stack keep the caches busy. A writer thread drains the
+queue every :attr:`PredictionLog.flush_s` seconds, takes each row's JSON from its body (the row's
+text as sent, for the usual ``{"rows": [row]}``: one scan of the body; other bodies are parsed and
+their rows encoded) and inserts them as blocks (:mod:`kit.release._blocks`: one row per version,
+route and up to 256 predictions) in one transaction per batch, together with their counts
+(:mod:`kit.release._counts`). A full queue drops the request's rows and counts them, a failing
+database drops the batch and counts it: neither ever delays or fails the answer. Retention is
+bounded by age (``KIT_LOG_RETENTION_DAYS``) and by count (``KIT_LOG_MAX_ROWS``), enforced by the
+writer every :attr:`PredictionLog.prune_s` seconds.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 
 from kit._json import json_default
 from kit.errors import require
+from kit.release import _blocks as blocks
 from kit.release import _counts as counts
 from kit.release._db import engine, redact, store_url, tables
 
@@ -44,24 +47,8 @@ PRUNE_CHUNK = 100_000
 """Most predictions deleted for the row bound in one pruning round (the next round goes on)."""
 
 
-COLUMNS = ("prediction_id", "route", "at", "name", "tag", "inputs", "output", "prediction", "latency_ms", "error")
-"""The prediction log's columns, in the order the writer fills them."""
-
-
-def _insert(conn: Any, rows: list[tuple[Any, ...]]) -> None:
-    """Insert rows (in :data:`COLUMNS` order) in one statement per batch.
-
-    SQLite goes through the driver's ``executemany`` (its C loop); others through SQLAlchemy's batched
-    multi-row ``INSERT`` (one round trip per batch on PostgreSQL).
-    """
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql(_SQLITE_INSERT, rows)
-        return
-    sa = require("sqlalchemy", "serve")
-    conn.execute(sa.insert(tables().predictions), [dict(zip(COLUMNS, row, strict=True)) for row in rows])
-
-
-_SQLITE_INSERT = f"INSERT INTO kit_predictions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+COLUMNS = blocks.COLUMNS
+"""A prediction's fields, in the order the writer hands them to :func:`kit.release._blocks.encode`."""
 
 
 def _encoder() -> Callable[[Any], str]:
@@ -96,8 +83,14 @@ def _row_text(body: bytes) -> str:
     The row's text as the client sent it when the body holds nothing else and the row no bracket
     (then the body's only array is ``rows``, and its only element is the row): a scan of the body,
     several times cheaper than encoding the parsed row again. Any other body is parsed and the row
-    encoded.
+    encoded. The bodies JSON encoders write (``{"rows": [`` or ``{"rows":[`` first, ``]}`` last)
+    take one scan: with no ``]`` between, the array that opens first closes last, so what lies
+    between is its one element.
     """
+    if body[-2:] == b"]}" and (body[:10] == b'{"rows": [' or body[:9] == b'{"rows":['):
+        row = body[10 if body[8] == 32 else 9:-2]
+        if b"]" not in row:
+            return row.decode()
     start, end = body.find(b"["), body.rfind(b"]")
     if 0 < start < end and _ROWS_KEY.fullmatch(body, 0, start) and body[end + 1:].strip() == b"}":
         row = body[start + 1:end].strip()
@@ -153,8 +146,8 @@ class PredictionLog:
         self.written = 0
         self.dropped = 0
         self.failed = 0
-        # the queue: one list per column, one item per request (see record); the writer takes the first len(last)
-        self._columns: tuple[list[Any], ...] = tuple([] for _ in COLUMNS)
+        # the queue: one tuple of text and numbers per request (see record); the writer takes the first len()
+        self._queue: list[tuple[Any, ...]] = []
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -184,9 +177,9 @@ class PredictionLog:
                 their JSON from it, and the request keeps no reference to them (see the module docstring).
                 Without it, the rows are encoded now.
         """
-        q = self._columns
+        q = self._queue
         n = len(ids)
-        if len(q[-1]) >= self.queue_size:
+        if len(q) >= self.queue_size:
             self.dropped += n
             if self.on_drop is not None:
                 self.on_drop(n, "queue_full")
@@ -194,27 +187,24 @@ class PredictionLog:
         if not n:
             return True
         dumps = _dumps
-        if n == 1:  # the common case: atoms and text only
+        if n == 1:  # the common case
             out = outputs[0] if outputs is not None else None
-            values: tuple[Any, ...] = (
-                ids[0], route, time.time(), name, tag, body if body is not None else dumps(rows[0]),
-                None if out is None else dumps(out), None if out is None else str(out.get("prediction"))[:200],
-                latency_ms, error)
+            q.append((ids[0], route, time.time(), name, tag, body if body is not None else dumps(rows[0]),
+                      None if out is None else dumps(out), None if out is None else str(out.get("prediction"))[:200],
+                      latency_ms, error))
         else:
-            values = (tuple(ids), route, time.time(), name, tag,
+            q.append((tuple(ids), route, time.time(), name, tag,
                       body if body is not None else tuple([dumps(r) for r in rows]),
                       None if outputs is None else tuple([dumps(o) for o in outputs]),
                       None if outputs is None else tuple([str(o.get("prediction"))[:200] for o in outputs]),
-                      latency_ms / n, error)
-        for column, value in zip(q, values, strict=True):  # the last column last: the writer reads its length
-            column.append(value)
+                      latency_ms / n, error))
         return True
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is written (tests, shutdown); ``False`` on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self._columns[-1] and self._idle.is_set():
+            if not self._queue and self._idle.is_set():
                 return True
             self._wake.set()
             time.sleep(0.01)
@@ -230,7 +220,7 @@ class PredictionLog:
     def stats(self) -> dict[str, Any]:
         """Rows written, dropped and failed, and requests queued now."""
         return {"store": redact(self.url), "written": self.written, "dropped": self.dropped,
-                "failed": self.failed, "queued": len(self._columns[-1]), "queue_size": self.queue_size}
+                "failed": self.failed, "queued": len(self._queue), "queue_size": self.queue_size}
 
     # -- the writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
@@ -252,16 +242,15 @@ class PredictionLog:
 
     def _take(self) -> list[tuple[Any, ...]]:
         """Every request queued so far, as log rows in :data:`COLUMNS` order (rows' JSON taken from the bodies)."""
-        q = self._columns
-        n = len(q[-1])
+        q = self._queue
+        n = len(q)
         if not n:
             return []
-        parts = [column[:n] for column in q]
-        for column in q:
-            del column[:n]
+        taken = q[:n]
+        del q[:n]  # requests queued meanwhile stay (appended after the first n)
         rows: list[tuple[Any, ...]] = []
         append = rows.append
-        for ids, route, at, name, tag, inputs, output, prediction, latency, error in zip(*parts, strict=True):
+        for ids, route, at, name, tag, inputs, output, prediction, latency, error in taken:
             if type(ids) is str:  # one row
                 append((ids, route, at, name, tag, _row_text(inputs) if type(inputs) is bytes else inputs, output,
                         prediction, latency, error))
@@ -277,12 +266,13 @@ class PredictionLog:
         if not rows:
             return
         sa = require("sqlalchemy", "serve")
+        parts = blocks.groups(rows)
         try:
             with engine(self.url).begin() as conn:
-                _insert(conn, rows)
+                blocks.insert(conn, [blocks.block(part) for part in parts])
                 counts.add(conn, counts.tally(rows, self.counted_since))
-        except sa.exc.IntegrityError:  # a duplicate id (a retried write): insert the rest one by one
-            self._write_each(rows)
+        except sa.exc.IntegrityError:  # a block already written (its first id on its route): write the others
+            self._write_each(parts)
         except sa.exc.SQLAlchemyError as exc:
             self.failed += len(rows)
             if self.on_drop is not None:
@@ -291,44 +281,70 @@ class PredictionLog:
         else:
             self.written += len(rows)
 
-    def _write_each(self, rows: list[tuple[Any, ...]]) -> None:
+    def _write_each(self, parts: list[list[tuple[Any, ...]]]) -> None:
         sa = require("sqlalchemy", "serve")
-        for row in rows:
+        for part in parts:
             try:
                 with engine(self.url).begin() as conn:
-                    _insert(conn, [row])
-                    counts.add(conn, counts.tally([row], self.counted_since))
-                self.written += 1
+                    blocks.insert(conn, [blocks.block(part)])
+                    counts.add(conn, counts.tally(part, self.counted_since))
+                self.written += len(part)
             except sa.exc.SQLAlchemyError:
-                self.failed += 1
+                self.failed += len(part)
 
     def prune(self, now: float | None = None) -> int:
         """Apply the retention bounds now; returns the predictions deleted.
 
         By age, whole count buckets go: predictions up to :data:`~kit.release._counts.BUCKET_S` seconds
-        older than the retention may stay until the next round.
+        older than the retention may stay until the next round. By count, the oldest blocks go, and
+        the oldest predictions of the block that crosses the bound (at most :data:`PRUNE_CHUNK` a round).
         """
         sa = require("sqlalchemy", "serve")
         t = tables()
+        b = t.blocks
         now = time.time() if now is None else now
         deleted = 0
         with engine(self.url).begin() as conn:
+            since = counts.since(conn)
             if self.retention_s > 0:
                 cutoff = now - self.retention_s
                 start = counts.drop_before(conn, cutoff)  # whole buckets, with their predictions
-                deleted += conn.execute(sa.delete(t.predictions).where(t.predictions.c.at < start)).rowcount
+                old = [b.c.at_last < start]
+                deleted += int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(b.c.n), 0)).where(*old))
+                               .scalar_one())
+                conn.execute(sa.delete(b).where(*old))
+                for block in conn.execute(sa.select(b).where(b.c.at < start, b.c.at_last >= start)).all():
+                    keep = [at >= start for at in blocks.decode(block, ("ats",))["ats"]]
+                    deleted += keep.count(False)
+                    blocks.rewrite(conn, block, keep)  # the buckets of what goes were dropped above
                 conn.execute(sa.delete(t.feedback).where(t.feedback.c.at < cutoff))
-            p = t.predictions
-            # the oldest beyond the bound, at most PRUNE_CHUNK a round; counting first (an index scan)
-            # spares the sort of the whole table while the log is within its bound
-            count = sa.select(sa.func.count()).select_from(p)
-            if self.max_rows > 0 and conn.execute(count).scalar_one() > self.max_rows:
-                newest_first = sa.select(p.c.prediction_id).order_by(p.c.at.desc(), p.c.prediction_id.desc())
-                excess = list(conn.execute(newest_first.offset(self.max_rows).limit(PRUNE_CHUNK)).scalars())
-                for i in range(0, len(excess), 500):
-                    where = [p.c.prediction_id.in_(excess[i:i + 500])]
-                    counts.subtract(conn, counts.deleted(conn, where))
-                    deleted += conn.execute(sa.delete(p).where(*where)).rowcount
+            total = int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(b.c.n), 0))).scalar_one())
+            excess = min(total - self.max_rows, PRUNE_CHUNK) if self.max_rows > 0 else 0
+            whole: list[tuple[str, str]] = []
+            for route, first, n in conn.execute(sa.select(b.c.route, b.c.first_id, b.c.n)
+                                                .order_by(b.c.at_last, b.c.first_id)) if excess > 0 else ():
+                if excess <= 0:
+                    break
+                if n <= excess:  # the oldest blocks beyond the bound go whole
+                    whole.append((route, first))
+                    excess -= n
+                    continue
+                block = conn.execute(sa.select(b).where(b.c.route == route, b.c.first_id == first)).one()
+                ats = blocks.decode(block, ("ats",))["ats"]
+                gone = set(sorted(range(len(ats)), key=lambda i: (ats[i], i))[:excess])
+                keep = [i not in gone for i in range(len(ats))]
+                counts.subtract(conn, counts.tally([r for r, k in zip(blocks.to_rows(block), keep, strict=True)
+                                                    if not k], since))
+                blocks.rewrite(conn, block, keep)  # and the oldest predictions of the one crossing it
+                deleted += excess
+                excess = 0
+            for i in range(0, len(whole), 200):
+                where = sa.or_(*[sa.and_(b.c.route == r, b.c.first_id == f) for r, f in whole[i:i + 200]])
+                heads = conn.execute(sa.select(b.c.route, b.c.name, b.c.tag, b.c.n, b.c.ats, b.c.messages)
+                                     .where(where)).all()
+                counts.subtract(conn, counts.tally_blocks(heads, since))
+                deleted += sum(int(h.n) for h in heads)
+                conn.execute(sa.delete(b).where(where))
         return int(deleted)
 
     def _warn(self, message: str) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from kit.errors import require
+from kit.release import _blocks as blocks
 from kit.release import _counts as counts
 from kit.release._db import store_url, tables
 from kit.release._live import CBPE, Outputs, estimated_metrics, labelled_metrics
@@ -63,13 +64,13 @@ class Rows:
     latency_ms: list[float] = field(default_factory=list)
 
     def extend(self, rows: list[Any]) -> None:
-        """Append database rows (prediction id, route, tag, output, latency, label), decoding their JSON."""
+        """Append predictions (prediction id, route, tag, output, latency, label): outputs decoded, labels JSON text."""
         if not rows:
             return
         ids, routes, _, outputs, latency, labels = zip(*rows, strict=True)
         self.ids.extend(ids)
         self.routes.extend(routes)
-        self.outputs.extend([_loads(o) if o else None for o in outputs])
+        self.outputs.extend(outputs)
         self.labels.extend([None if v is None else _loads(v) for v in labels])
         self.latency_ms.extend([float("nan") if x is None else float(x) for x in latency])
 
@@ -114,51 +115,66 @@ def load(name: str, url: str | None = None, *, window_s: float = 86400.0, now: f
     predictions arrived, and the log rows where the window's ends cut a bucket); the labelled rows
     (found from the feedback table) and the most recent rows are read (both bounded).
     """
-    sa = require("sqlalchemy", "serve")
-    t = tables()
     until = time.time() if now is None else now
     since = until - window_s
-    p, f = t.predictions, t.feedback
-    where = (p.c.name == name, p.c.at >= since, p.c.at <= until)
-    columns = (p.c.prediction_id, p.c.route, p.c.tag, p.c.output, p.c.latency_ms, f.c.label)
-    latest = (sa.select(*columns).select_from(p.outerjoin(f, f.c.prediction_id == p.c.prediction_id))
-              .where(*where).order_by(p.c.at.desc()).limit(recent))
     versions: dict[str, Version] = {}
     with _engine(url).connect() as conn:
         for (tag, route), (n, failed) in counts.window(conn, name, since, until).items():
             v = versions.setdefault(tag, Version(tag))
             v.routes[route] = n
             v.errors += failed
-        rows = conn.execute(_labelled(conn, name, since, until, max_labelled + 1)).all()
+        rows = _labelled(conn, name, since, until)
         truncated = len(rows) > max_labelled
         for tag, part in _by_tag(reversed(rows[:max_labelled])).items():
             versions.setdefault(tag, Version(tag)).labelled.extend(part)
-        for tag, part in _by_tag(reversed(conn.execute(latest).all())).items():
+        for tag, part in _by_tag(reversed(_latest(conn, name, since, until, recent))).items():
             versions.setdefault(tag, Version(tag)).recent.extend(part)
     return Window(name, since, until, versions, truncated)
 
 
-def _labelled(conn: Any, name: str, since: float, until: float, limit: int) -> Any:
-    """The labelled predictions of the window, newest first, found from the labels.
+def _labelled(conn: Any, name: str, since: float, until: float) -> list[tuple[Any, ...]]:
+    """The labelled predictions of the window, newest first: (id, route, tag, output, latency, label).
 
-    Labels are usually far fewer than predictions, so the query walks the feedback table and looks
-    each id up in the log (its primary key) instead of walking the window's predictions and probing
-    the labels for each. SQLite would choose the latter (the ``(name, at)`` index looks selective to
-    it), so there the join order is fixed (``CROSS JOIN``) and the log's ``name`` and ``at`` terms
-    are kept off that index (unary ``+``); other databases plan it with their statistics.
+    Labels are usually far fewer than predictions, so this walks the feedback table and finds each
+    id's block (:func:`kit.release._blocks.locate`) instead of walking the window's predictions.
     """
+    out: list[tuple[float, str, tuple[Any, ...]]] = []
+    where = blocks.overlapping(name, since, until)
+    for pid, found in blocks.locate(conn, fields=("ats", "outputs", "latency_ms"), where=where).items():
+        for label, block, values in found:
+            if since <= values["ats"] <= until:
+                out.append((values["ats"], pid, (pid, block["route"], block["tag"], values["outputs"],
+                                                 values["latency_ms"], label)))
+    out.sort(key=lambda x: (x[0], x[1]), reverse=True)
+    return [x[2] for x in out]
+
+
+def _latest(conn: Any, name: str, since: float, until: float, limit: int) -> list[tuple[Any, ...]]:
+    """The window's ``limit`` most recent predictions, newest first: (id, route, tag, output, latency, label)."""
     sa = require("sqlalchemy", "serve")
     t = tables()
-    p, f = t.predictions, t.feedback
-    if conn.dialect.name == "sqlite":
-        return sa.text(
-            "SELECT p.prediction_id, p.route, p.tag, p.output, p.latency_ms, f.label "
-            "FROM kit_feedback AS f CROSS JOIN kit_predictions AS p ON p.prediction_id = f.prediction_id "
-            "WHERE +p.name = :name AND +p.at >= :since AND +p.at <= :until ORDER BY p.at DESC LIMIT :limit"
-        ).bindparams(name=name, since=since, until=until, limit=limit)
-    columns = (p.c.prediction_id, p.c.route, p.c.tag, p.c.output, p.c.latency_ms, f.c.label)
-    return (sa.select(*columns).select_from(f.join(p, p.c.prediction_id == f.c.prediction_id))
-            .where(p.c.name == name, p.c.at >= since, p.c.at <= until).order_by(p.c.at.desc()).limit(limit))
+    b, f = t.blocks, t.feedback
+    q = (sa.select(b.c.route, b.c.tag, b.c.n, b.c.at_last, b.c.ids, b.c.ats, b.c.outputs, b.c.latency_ms)
+         .where(*blocks.overlapping(name, since, until)).order_by(b.c.at_last.desc()))
+    found: list[tuple[float, str, str, str, Any, float]] = []
+    for block in conn.execute(q):
+        if len(found) >= limit:  # blocks come latest first: none further can beat the limit-th newest
+            found.sort(key=lambda x: (x[0], x[1]), reverse=True)
+            del found[limit:]
+            if block.at_last < found[-1][0]:
+                break
+        d = blocks.decode(block, ("ids", "ats", "outputs", "latency_ms"))
+        for pid, at, output, latency in zip(d["ids"], d["ats"], d["outputs"], d["latency_ms"], strict=True):
+            if since <= at <= until:
+                found.append((at, pid, block.route, block.tag, output, latency))
+    found.sort(key=lambda x: (x[0], x[1]), reverse=True)
+    del found[limit:]
+    labels: dict[str, str] = {}
+    ids = sorted({x[1] for x in found})
+    for i in range(0, len(ids), 500):
+        labels.update(conn.execute(sa.select(f.c.prediction_id, f.c.label).where(
+            f.c.prediction_id.in_(ids[i:i + 500]))).all())
+    return [(pid, route, tag, output, latency, labels.get(pid)) for _, pid, route, tag, output, latency in found]
 
 
 def _by_tag(rows: Any) -> dict[str, list[Any]]:

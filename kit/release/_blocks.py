@@ -1,0 +1,303 @@
+"""How the prediction log is stored: blocks of up to :data:`BLOCK_ROWS` predictions, each column a JSON array.
+
+A row per prediction cost the writer 12-17 microseconds of a serving worker's CPU per prediction on
+this project's 2-core machine (binding ten parameters, three B-trees, a ~1 KB row), more than the
+10 % of kit's own per-request cost that the whole release may take. So the writer stores the
+predictions of one model name, version and route that arrive together as one row of
+``kit_prediction_blocks``: its columns ``ids``, ``ats``, ``inputs``, ``outputs``, ``predictions``,
+``latency_ms`` and ``messages`` (the errors; ``NULL`` when none failed) are JSON arrays with one
+item per prediction, in prediction-id order, built by joining the texts the requests queued (the
+rows' JSON as the clients sent it, the outputs' JSON, one output a line so that a label's output
+is decoded alone). A block also records its id range
+(``first_id``, ``last_id``), its time range (``at``, ``at_last``) and its counts (``n``, ``errors``).
+
+Finding a prediction by id. Ids are a per-process prefix and a counter (:class:`kit.release._log.Ids`)
+and a worker's writer stores each route's predictions in id order, so one process's blocks of one
+route never overlap and a worker's ids sort together: the block holding an id is the block of that
+route with the largest ``first_id`` not above it, one index seek (:func:`locate`; shadow scores that
+finish out of order can make shadow blocks overlap, and the few ids missed that way are looked up in
+the nearest blocks below). :func:`rows` reads the log back as one record per prediction (also
+``kit.release.predictions``); in SQL, SQLite's ``json_each`` and PostgreSQL's ``json_array_elements``
+unnest a block.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
+from typing import Any
+
+from kit.errors import require
+from kit.release._db import engine, store_url, tables
+
+BLOCK_ROWS = 256
+"""Most predictions in one block (a label's lookup decodes at most this many ids and outputs)."""
+
+COLUMNS = ("prediction_id", "route", "at", "name", "tag", "inputs", "output", "prediction", "latency_ms", "error")
+"""One prediction as the writer hands it over (``inputs`` and ``output``: JSON text) and :func:`rows` returns it."""
+
+ARRAYS = ("ids", "ats", "inputs", "outputs", "predictions", "latency_ms", "messages")
+"""A block's per-prediction columns (JSON arrays)."""
+
+ROUTES = ("champion", "canary", "shadow")
+
+SPAN_S = 10.0
+"""Most seconds between a block's first and last prediction (a time range's blocks are found by ``at_last``
+within ``SPAN_S`` of it: :func:`overlapping`)."""
+
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - the serve extra installs it
+    _orjson = None  # type: ignore[assignment]
+
+
+def _dumps(value: Any) -> str:
+    if _orjson is not None:
+        return _orjson.dumps(value).decode()
+    return json.dumps(value)
+
+
+def _loads(text: str | bytes) -> Any:
+    if _orjson is not None:
+        try:
+            return _orjson.loads(text)
+        except _orjson.JSONDecodeError:  # what orjson refuses (integers beyond 64 bits) the stdlib reads
+            pass
+    return json.loads(text)
+
+
+def groups(rows: Sequence[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+    """Predictions in :data:`COLUMNS` order, split into blocks' worth.
+
+    One block per (name, version, route), in id order, at most :data:`BLOCK_ROWS` predictions and
+    :data:`SPAN_S` seconds apart.
+    """
+    by_key: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {}
+    for r in rows:
+        key = (r[3], r[4], r[1])
+        group = by_key.get(key)
+        if group is None:
+            by_key[key] = [r]
+        else:
+            group.append(r)
+    out: list[list[tuple[Any, ...]]] = []
+    for group in by_key.values():
+        if any(group[i][0] > group[i + 1][0] for i in range(len(group) - 1)):  # shadow scores finish in any order
+            group.sort(key=itemgetter(0))
+        for start in range(0, len(group), BLOCK_ROWS):
+            part = group[start:start + BLOCK_ROWS]
+            ats = [r[2] for r in part]
+            if max(ats) - min(ats) <= SPAN_S:
+                out.append(part)
+                continue
+            lo = hi = ats[0]  # a writer that fell behind: cut where a prediction is too far from the block's
+            block: list[tuple[Any, ...]] = []
+            for r in part:
+                at = r[2]
+                if block and (at > lo + SPAN_S or at < hi - SPAN_S):
+                    out.append(block)
+                    block, lo, hi = [], at, at
+                block.append(r)
+                lo, hi = min(lo, at), max(hi, at)
+            out.append(block)
+    return out
+
+
+def encode(rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The blocks (:func:`groups`) of predictions in :data:`COLUMNS` order (``inputs``, ``output``: JSON text)."""
+    return [block(part) for part in groups(rows)]
+
+
+def block(part: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """One block's row from one of :func:`groups`'s parts."""
+    ids, routes, ats, names, tags, inputs, outputs, predictions, latency, errors = zip(*part, strict=True)
+    failed = len(errors) - errors.count(None)
+    return {"route": routes[0], "first_id": ids[0], "last_id": ids[-1], "name": names[0], "tag": tags[0],
+            "at": min(ats), "at_last": max(ats), "n": len(part), "errors": failed, "ids": _dumps(ids),
+            "ats": _dumps(ats), "inputs": "[" + ",".join(inputs) + "]",
+            "outputs": "[\n" + ",\n".join(["null" if o is None else o for o in outputs]) + "\n]",
+            "predictions": _dumps(predictions), "latency_ms": _dumps(latency),
+            "messages": _dumps(errors) if failed else None}
+
+
+_FIELDS = ("route", "first_id", "last_id", "name", "tag", "at", "at_last", "n", "errors", *ARRAYS)
+_SQLITE_INSERT = (f"INSERT INTO kit_prediction_blocks ({', '.join(_FIELDS)}) "
+                  f"VALUES ({', '.join('?' * len(_FIELDS))})")
+
+
+def insert(conn: Any, blocks: list[dict[str, Any]]) -> None:
+    """Insert blocks in the caller's transaction (SQLite through the driver's ``executemany``)."""
+    if not blocks:
+        return
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(_SQLITE_INSERT, [tuple([b[f] for f in _FIELDS]) for b in blocks])
+        return
+    sa = require("sqlalchemy", "serve")
+    conn.execute(sa.insert(tables().blocks), blocks)
+
+
+def decode(block: Any, fields: Iterable[str] = ARRAYS) -> dict[str, list[Any]]:
+    """A block's arrays (from a row or mapping), decoded; ``messages`` is ``None`` per row when none failed."""
+    m = block if isinstance(block, Mapping) else block._mapping
+    out: dict[str, list[Any]] = {}
+    for f in fields:
+        value = m[f]
+        out[f] = [None] * int(m["n"]) if value is None else _loads(value)
+    return out
+
+
+def to_rows(block: Any) -> list[tuple[Any, ...]]:
+    """A block as predictions in :data:`COLUMNS` order (inputs and output decoded)."""
+    m = block if isinstance(block, Mapping) else block._mapping
+    d = decode(m)
+    route, name, tag = m["route"], m["name"], m["tag"]
+    return [(pid, route, at, name, tag, x, o, p, lat, e) for pid, at, x, o, p, lat, e in zip(
+        d["ids"], d["ats"], d["inputs"], d["outputs"], d["predictions"], d["latency_ms"], d["messages"], strict=True)]
+
+
+def rewrite(conn: Any, block: Any, keep: list[bool]) -> None:
+    """Keep only the predictions of a block marked in ``keep`` (the block is deleted when none are left)."""
+    sa = require("sqlalchemy", "serve")
+    b = tables().blocks
+    m = block if isinstance(block, Mapping) else block._mapping
+    conn.execute(sa.delete(b).where(b.c.route == m["route"], b.c.first_id == m["first_id"]))
+    kept = [r for r, k in zip(to_rows(m), keep, strict=True) if k]
+    if kept:
+        insert(conn, encode([(*r[:5], _dumps(r[5]), None if r[6] is None else _dumps(r[6]), *r[7:]) for r in kept]))
+
+
+class _Lines:
+    """A block's ``outputs`` array (one element a line), decoding only the elements asked for."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.split("\n")
+
+    def __getitem__(self, i: int) -> Any:
+        return _loads(self.lines[i + 1].rstrip(","))
+
+
+def locate(conn: Any, ids: Sequence[str] | None = None, *, fields: Sequence[str] = ("ids",),
+           where: Sequence[Any] = ()) -> dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]]:
+    """Where the labelled ids (``ids``, else every id in ``kit_feedback``) were logged, with their labels.
+
+    Args:
+        conn: A connection to the store.
+        ids: The ids to look up (they must be in ``kit_feedback``); ``None``: every labelled id.
+        fields: The block arrays to decode for each prediction found (``ids`` always).
+        where: Conditions on the blocks (e.g. model name, time range); blocks failing them are not read.
+
+    Returns:
+        id -> one ``(label, block, values)`` per route that logged it: ``block`` the block's row
+        (without its arrays), ``values`` that prediction's ``fields`` (and ``index``, its place in
+        the block).
+    """
+    sa = require("sqlalchemy", "serve")
+    t = tables()
+    f, b = t.feedback, t.blocks
+    nearest = []
+    for route in ROUTES:  # per route, the block with the largest first_id not above the id: one index seek
+        bb = b.alias(f"b_{route}")
+        nearest.append(sa.select(bb.c.first_id).where(bb.c.route == route, bb.c.first_id <= f.c.prediction_id)
+                       .order_by(bb.c.first_id.desc()).limit(1).scalar_subquery())
+    q = sa.select(f.c.prediction_id, f.c.label, *nearest)
+    found: list[tuple[str, str, str, str]] = []  # (id, label, route, first_id)
+    for chunk in ([None] if ids is None else [list(ids[i:i + 500]) for i in range(0, len(ids), 500)]):
+        stmt = q if chunk is None else q.where(f.c.prediction_id.in_(chunk))
+        for pid, label, *firsts in conn.execute(stmt):
+            found.extend((pid, label, route, first) for route, first in zip(ROUTES, firsts, strict=True) if first)
+    cache: dict[tuple[str, str], tuple[Any, dict[str, list[Any]]] | None] = {}
+    columns = [b.c[c] for c in ("route", "first_id", "last_id", "name", "tag", "at", "at_last", "n", "errors",
+                                *dict.fromkeys(("ids", *fields)))]
+
+    def load(keys: set[tuple[str, str]]) -> None:
+        for route in ROUTES:
+            firsts = sorted(k[1] for k in keys if k[0] == route and k not in cache)
+            for i in range(0, len(firsts), 500):
+                for k in firsts[i:i + 500]:
+                    cache[(route, k)] = None
+                stmt = sa.select(*columns).where(b.c.route == route, b.c.first_id.in_(firsts[i:i + 500]), *where)
+                for row in conn.execute(stmt):
+                    m = row._mapping
+                    arrays: dict[str, Any] = decode(m, [f for f in ("ids", *fields) if f != "outputs"])
+                    if "outputs" in fields:  # one output a line: only the labelled ones are decoded
+                        arrays["outputs"] = _Lines(m["outputs"])
+                    cache[(route, row.first_id)] = (m, arrays)
+
+    def member(key: tuple[str, str], pid: str) -> tuple[Any, dict[str, Any]] | None:
+        hit = cache.get(key)
+        if hit is None:
+            return None
+        ids_ = hit[1]["ids"]
+        i = bisect.bisect_left(ids_, pid)
+        if i < len(ids_) and ids_[i] == pid:
+            return hit[0], {"index": i, **{k: v[i] for k, v in hit[1].items()}}
+        return None
+
+    load({(route, first) for _, _, route, first in found})
+    out: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]] = {}
+    missed: list[tuple[str, str, str, str]] = []
+    for pid, label, route, first in found:
+        hit = member((route, first), pid)
+        if hit is not None:
+            out.setdefault(pid, []).append((label, *hit))
+        elif route != "shadow" and cache.get((route, first)) is not None:
+            continue  # a champion or canary block holds every id of its range that the route logged
+        else:
+            missed.append((pid, label, route, first))
+    for pid, label, route, _ in missed:  # overlapping shadow blocks: the nearest blocks below
+        stmt = (sa.select(b.c.first_id).where(b.c.route == route, b.c.first_id <= pid, b.c.last_id >= pid)
+                .order_by(b.c.first_id.desc()).limit(4))
+        for first in conn.execute(stmt).scalars():
+            load({(route, first)})
+            hit = member((route, first), pid)
+            if hit is not None:
+                out.setdefault(pid, []).append((label, *hit))
+                break
+    return out
+
+
+def overlapping(name: str, lo: float, hi: float) -> list[Any]:
+    """Conditions on the blocks of ``name`` that may hold predictions made in ``[lo, hi]`` (a range of ``at_last``)."""
+    b = tables().blocks
+    return [b.c.name == name, b.c.at_last >= lo, b.c.at_last <= hi + SPAN_S, b.c.at <= hi]
+
+
+def rows(name: str | None = None, url: str | None = None, *, since: float | None = None,
+         until: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """The logged predictions, newest first, one record per prediction (``inputs`` and ``output`` decoded).
+
+    Args:
+        name: Only this model name (default: every name).
+        url: The release store (default ``KIT_LOG_URL``, else SQLite in ``$BENTOML_HOME``).
+        since: Only predictions made at or after this time (seconds since the epoch).
+        until: Only those made at or before this time.
+        limit: At most this many.
+
+    Returns:
+        Records with the keys of :data:`COLUMNS`.
+    """
+    sa = require("sqlalchemy", "serve")
+    b = tables().blocks
+    where = []
+    if name is not None:
+        where.append(b.c.name == name)
+    if since is not None:
+        where.append(b.c.at_last >= since)
+    if until is not None:
+        where += [b.c.at <= until, b.c.at_last <= until + SPAN_S]
+    out: list[dict[str, Any]] = []
+    stmt = sa.select(b).where(*where).order_by(b.c.at_last.desc())
+    with engine(store_url(url)).connect() as conn:
+        for block in conn.execute(stmt):
+            if limit is not None and len(out) >= limit:  # blocks come latest-first: stop below the limit-th newest
+                out.sort(key=lambda r: (r["at"], r["prediction_id"]), reverse=True)
+                del out[limit:]
+                if block.at_last < out[-1]["at"]:
+                    break
+            for r in to_rows(block):
+                if (since is None or r[2] >= since) and (until is None or r[2] <= until):
+                    out.append(dict(zip(COLUMNS, r, strict=True)))
+    out.sort(key=lambda r: (r["at"], r["prediction_id"]), reverse=True)
+    return out if limit is None else out[:limit]
