@@ -24,6 +24,7 @@ from _server import Server, serving, use_bentoml_home
 from PIL import Image
 
 import kit
+import kit.release
 from kit import package
 from kit.preprocess import encode_png
 from kit.train import train
@@ -55,7 +56,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     package.promote(tag, "image service test")
     env = {"KIT_MAX_ROWS": "100", "KIT_MAX_BODY_BYTES": "200000", "KIT_WORKERS": "1", "KIT_DRIFT_WINDOW": "500"}
     with serving(None, home, env=env) as server:
-        yield {"server": server, "result": result, "bundle": bundle, "folder": folder}
+        yield {"server": server, "result": result, "bundle": bundle, "folder": folder,
+               "store": kit.release.store_url(home / "kit_release.db")}
 
 
 def post(server: Server, path: str, body: Any) -> httpx.Response:
@@ -77,6 +79,12 @@ def test_base64_png_predictions_equal_in_process_for_the_whole_test_split(served
     np.testing.assert_allclose(proba, expected.probabilities, rtol=0, atol=1e-6)
     meta = httpx.get(served["server"].url + "/metadata", timeout=30).json()
     assert meta["schema"]["kind"] == "image" and meta["schema"]["features"][0]["name"] == "image"
+    deadline = time.monotonic() + 30  # the log: each image as its fingerprint, never the picture
+    while len(logged := kit.release.predictions("digits-cnn", served["store"])) < len(rows) and \
+            time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(logged) == len(rows)
+    assert all(r["inputs"]["image"].startswith("image 8x8 sha256:") for r in logged), logged[0]["inputs"]
 
 
 @pytest.mark.parametrize(("value", "words"), [

@@ -57,8 +57,9 @@ def _encoder() -> Callable[[Any], str]:
         import orjson
     except ImportError:
         return lambda value: json.dumps(value, default=json_default)
-    dumps = functools.partial(orjson.dumps, default=json_default,
-                              option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    # dataclasses go to json_default too: a decoded image (kit.preprocess.DecodedImage) is its fingerprint
+    options = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
+    dumps = functools.partial(orjson.dumps, default=json_default, option=options)
 
     def encode(value: Any) -> str:
         return dumps(value).decode()

@@ -54,7 +54,9 @@ async def predict(state: AdmissionState, scope: Scope, receive: Receive, send: S
         payload = _codec.loads(body)
         rows = await state.checker.check(payload, s.max_rows)  # an image model decodes in a thread
         if state.release is not None:  # routed, numbered, counted and logged (kit.release)
-            records, tag = await state.release.answer(rows, request_key(scope, payload), body)
+            # the log takes a table's rows as the body has them; an image is logged as its fingerprint
+            logged = None if state.model is not None and state.model.bundle.kind == "image" else body
+            records, tag = await state.release.answer(rows, request_key(scope, payload), logged)
             headers = [(MODEL_HEADER, tag.encode())]  # the version that answered
         else:
             records, headers = await state.batcher.submit(rows), champion
