@@ -112,3 +112,31 @@ def test_a_body_whose_text_is_not_one_row_is_logged_as_parsed(url: str) -> None:
     assert log.flush(30)
     assert predictions("m", url)[0]["inputs"] == {"a": 2}
     log.close()
+
+
+def test_labels_outside_the_window_cost_no_lookup_each(url: str) -> None:
+    """A report's window skips the blocks outside it: a few statements, not one per label."""
+    import sqlalchemy as sa
+
+    log = PredictionLog(url, flush_s=3600)
+    ids = Ids()
+    old = [_row(ids.take(1)[0], "champion", 1000.0 + i / 100) for i in range(600)]
+    new = [_row(ids.take(1)[0], "champion", 5000.0 + i / 100) for i in range(300)]
+    log._write(old)
+    log._write(new)
+    record({r[0]: json.dumps("1") for r in [*old, *new]}, url)
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    eng = engine(url)
+    sa.event.listen(eng, "before_cursor_execute", count)
+    try:
+        with eng.connect() as conn:
+            found = blocks.locate(conn, fields=("ats",), where=blocks.overlapping("m", 4000.0, 6000.0))
+    finally:
+        sa.event.remove(eng, "before_cursor_execute", count)
+    assert set(found) == {r[0] for r in new}
+    assert len(statements) < 10, len(statements)
+    log.close()

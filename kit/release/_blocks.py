@@ -242,10 +242,10 @@ def locate(conn: Any, ids: Sequence[str] | None = None, *, fields: Sequence[str]
         hit = member((route, first), pid)
         if hit is not None:
             out.setdefault(pid, []).append((label, *hit))
-        elif route != "shadow" and cache.get((route, first)) is not None:
-            continue  # a champion or canary block holds every id of its range that the route logged
-        else:
+        elif route == "shadow" and cache.get((route, first)) is not None:
             missed.append((pid, label, route, first))
+        # else: not logged on this route (a champion or canary block holds every id of its range that
+        # the route logged), or its block is outside ``where`` (older blocks, where it could be, too)
     for pid, label, route, _ in missed:  # overlapping shadow blocks: the nearest blocks below
         stmt = (sa.select(b.c.first_id).where(b.c.route == route, b.c.first_id <= pid, b.c.last_id >= pid)
                 .order_by(b.c.first_id.desc()).limit(4))
