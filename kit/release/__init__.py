@@ -21,12 +21,13 @@ Promoting and rolling back go through :func:`kit.package.promote` and :func:`kit
 
 from __future__ import annotations
 
+from kit.release._blocks import ROUTES
 from kit.release._blocks import rows as predictions
 from kit.release._db import STORE_ENV, redact, store_url
 from kit.release._decision import Thresholds, auto_rollback, recommend, status
 from kit.release._drift import tests as drift_tests
 from kit.release._feedback import parse_csv, parse_items, record
-from kit.release._log import ROUTES, Ids, PredictionLog
+from kit.release._log import Ids, PredictionLog
 from kit.release._performance import load, performance
 from kit.release._routing import ShadowRunner, bucket, to_challenger
 from kit.release._state import LEGACY_LOG, Release, history, import_jsonl, read

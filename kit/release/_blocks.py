@@ -42,6 +42,8 @@ ARRAYS = ("ids", "ats", "inputs", "outputs", "predictions", "latency_ms", "messa
 """A block's per-prediction columns (JSON arrays)."""
 
 ROUTES = ("champion", "canary", "shadow")
+"""How a prediction was made: by the champion, by the challenger answering a canary share, or by the
+challenger in the background (shadow; the client got the champion's answer under the same id)."""
 
 SPAN_S = 10.0
 """Most seconds between a block's first and last prediction (a time range's blocks are found by ``at_last``
@@ -54,12 +56,14 @@ except ImportError:  # pragma: no cover - the serve extra installs it
 
 
 def _dumps(value: Any) -> str:
+    """JSON text of the log's own values (ids, times, predictions, latencies, errors)."""
     if _orjson is not None:
         return _orjson.dumps(value).decode()
     return json.dumps(value)
 
 
-def _loads(text: str | bytes) -> Any:
+def loads(text: str | bytes) -> Any:
+    """JSON of request bodies, the log's arrays and labels: orjson if installed (several times faster), else json."""
     if _orjson is not None:
         try:
             return _orjson.loads(text)
@@ -138,19 +142,24 @@ def insert(conn: Any, blocks: list[dict[str, Any]]) -> None:
     conn.execute(sa.insert(tables().blocks), blocks)
 
 
+def _mapping(block: Any) -> Mapping[str, Any]:
+    """A block's columns by name, from a result row or a mapping."""
+    return block if isinstance(block, Mapping) else block._mapping
+
+
 def decode(block: Any, fields: Iterable[str] = ARRAYS) -> dict[str, list[Any]]:
     """A block's arrays (from a row or mapping), decoded; ``messages`` is ``None`` per row when none failed."""
-    m = block if isinstance(block, Mapping) else block._mapping
+    m = _mapping(block)
     out: dict[str, list[Any]] = {}
     for f in fields:
         value = m[f]
-        out[f] = [None] * int(m["n"]) if value is None else _loads(value)
+        out[f] = [None] * int(m["n"]) if value is None else loads(value)
     return out
 
 
 def to_rows(block: Any) -> list[tuple[Any, ...]]:
     """A block as predictions in :data:`COLUMNS` order (inputs and output decoded)."""
-    m = block if isinstance(block, Mapping) else block._mapping
+    m = _mapping(block)
     d = decode(m)
     route, name, tag = m["route"], m["name"], m["tag"]
     return [(pid, route, at, name, tag, x, o, p, lat, e) for pid, at, x, o, p, lat, e in zip(
@@ -161,7 +170,7 @@ def rewrite(conn: Any, block: Any, keep: list[bool]) -> None:
     """Keep only the predictions of a block marked in ``keep`` (the block is deleted when none are left)."""
     sa = require("sqlalchemy", "serve")
     b = tables().blocks
-    m = block if isinstance(block, Mapping) else block._mapping
+    m = _mapping(block)
     conn.execute(sa.delete(b).where(b.c.route == m["route"], b.c.first_id == m["first_id"]))
     kept = [r for r, k in zip(to_rows(m), keep, strict=True) if k]
     if kept:
@@ -175,7 +184,7 @@ class _Lines:
         self.lines = text.split("\n")
 
     def __getitem__(self, i: int) -> Any:
-        return _loads(self.lines[i + 1].rstrip(","))
+        return loads(self.lines[i + 1].rstrip(","))
 
 
 def locate(conn: Any, ids: Sequence[str] | None = None, *, fields: Sequence[str] = ("ids",),
@@ -287,17 +296,39 @@ def rows(name: str | None = None, url: str | None = None, *, since: float | None
         where.append(b.c.at_last >= since)
     if until is not None:
         where += [b.c.at <= until, b.c.at_last <= until + SPAN_S]
-    out: list[dict[str, Any]] = []
     stmt = sa.select(b).where(*where).order_by(b.c.at_last.desc())
     with engine(store_url(url)).connect() as conn:
-        for block in conn.execute(stmt):
-            if limit is not None and len(out) >= limit:  # blocks come latest-first: stop below the limit-th newest
-                out.sort(key=lambda r: (r["at"], r["prediction_id"]), reverse=True)
-                del out[limit:]
-                if block.at_last < out[-1]["at"]:
-                    break
-            for r in to_rows(block):
-                if (since is None or r[2] >= since) and (until is None or r[2] <= until):
-                    out.append(dict(zip(COLUMNS, r, strict=True)))
-    out.sort(key=lambda r: (r["at"], r["prediction_id"]), reverse=True)
-    return out if limit is None else out[:limit]
+        found = newest(conn, stmt, ARRAYS, limit, since, until)
+    return [{"prediction_id": d["ids"][i], "route": m["route"], "at": d["ats"][i], "name": m["name"], "tag": m["tag"],
+             "inputs": d["inputs"][i], "output": d["outputs"][i], "prediction": d["predictions"][i],
+             "latency_ms": d["latency_ms"][i], "error": d["messages"][i]} for m, d, i in found]
+
+
+def newest(conn: Any, stmt: Any, fields: Sequence[str], limit: int | None = None, since: float | None = None,
+           until: float | None = None) -> list[tuple[Mapping[str, Any], dict[str, list[Any]], int]]:
+    """The predictions made in ``[since, until]`` in the blocks ``stmt`` selects, newest first, at most ``limit``.
+
+    ``stmt`` must select the blocks latest ``at_last`` first, with their ``n``, ``at_last``, ``ids``,
+    ``ats`` and ``fields``: reading stops at the first block that cannot hold one of the ``limit``
+    newest. Each prediction comes as ``(block, arrays, index)``: the block's columns, its decoded
+    ``ids``, ``ats`` and ``fields``, and the prediction's place in them.
+    """
+    found: list[tuple[float, str, Mapping[str, Any], dict[str, list[Any]], int]] = []
+
+    def trim() -> None:
+        found.sort(key=lambda x: (x[0], x[1]), reverse=True)
+        if limit is not None:
+            del found[limit:]
+
+    for block in conn.execute(stmt):
+        if limit is not None and len(found) >= limit:
+            trim()
+            if block.at_last < found[-1][0]:
+                break
+        m = _mapping(block)
+        d = decode(m, dict.fromkeys(("ids", "ats", *fields)))
+        for i, (pid, at) in enumerate(zip(d["ids"], d["ats"], strict=True)):
+            if (since is None or at >= since) and (until is None or at <= until):
+                found.append((at, pid, m, d, i))
+    trim()
+    return [(m, d, i) for _, _, m, d, i in found]

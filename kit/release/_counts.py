@@ -70,7 +70,7 @@ def _since(conn: Any) -> float | None:
 
 
 def tally(rows: list[tuple[Any, ...]], since: float) -> dict[tuple[str, int, str, str], list[int]]:
-    """Predictions and errors per (name, bucket, tag, route) of log rows in :data:`kit.release._log.COLUMNS` order.
+    """Predictions and errors per (name, bucket, tag, route) of log rows in :data:`kit.release._blocks.COLUMNS` order.
 
     Rows made before ``since`` (counted from the log itself) are left out.
     """

@@ -38,17 +38,8 @@ from kit.release._db import engine, redact, store_url, tables
 
 log = logging.getLogger(__name__)
 
-ROUTES = ("champion", "canary", "shadow")
-"""How a prediction was made: by the champion, by the challenger answering a canary share, or by the
-challenger in the background (shadow; the client got the champion's answer under the same id)."""
-
-
 PRUNE_CHUNK = 100_000
 """Most predictions deleted for the row bound in one pruning round (the next round goes on)."""
-
-
-COLUMNS = blocks.COLUMNS
-"""A prediction's fields, in the order the writer hands them to :func:`kit.release._blocks.encode`."""
 
 
 def _encoder() -> Callable[[Any], str]:
@@ -70,14 +61,6 @@ def _encoder() -> Callable[[Any], str]:
 _dumps = _encoder()
 
 
-def _loads(body: bytes) -> Any:
-    try:
-        import orjson
-    except ImportError:
-        return json.loads(body)
-    return orjson.loads(body)
-
-
 def _row_text(body: bytes) -> str:
     """The JSON text of the one row of a request body ``{"rows": [row]}``.
 
@@ -97,7 +80,7 @@ def _row_text(body: bytes) -> str:
         row = body[start + 1:end].strip()
         if row[:1] == b"{" and b"[" not in row and b"]" not in row:
             return row.decode()
-    return _dumps(_loads(body)["rows"][0])
+    return _dumps(blocks.loads(body)["rows"][0])
 
 
 _ROWS_KEY = re.compile(rb'\s*\{\s*"rows"\s*:\s*')
@@ -242,7 +225,10 @@ class PredictionLog:
                 self._idle.set()
 
     def _take(self) -> list[tuple[Any, ...]]:
-        """Every request queued so far, as log rows in :data:`COLUMNS` order (rows' JSON taken from the bodies)."""
+        """Every request queued so far, as predictions in :data:`~kit.release._blocks.COLUMNS` order.
+
+        Each row's JSON is taken from its request's body.
+        """
         q = self._queue
         n = len(q)
         if not n:
@@ -257,7 +243,7 @@ class PredictionLog:
                         prediction, latency, error))
                 continue
             if type(inputs) is bytes:
-                inputs = [_dumps(r) for r in _loads(inputs)["rows"]]
+                inputs = [_dumps(r) for r in blocks.loads(inputs)["rows"]]
             for i, pid in enumerate(ids):
                 append((pid, route, at, name, tag, inputs[i], None if output is None else output[i],
                         None if prediction is None else prediction[i], latency, error))

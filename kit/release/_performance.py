@@ -12,7 +12,6 @@ bounded however busy the service is.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,22 +25,6 @@ from kit.release._db import store_url, tables
 from kit.release._live import CBPE, Outputs, estimated_metrics, labelled_metrics
 from kit.release._state import Release, _engine, read
 from kit.release._stats import ALPHA, homogeneity, interval, ks_two_sample, wilson
-
-try:
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - the serve extra installs it
-    _orjson = None  # type: ignore[assignment]
-
-
-def _loads(text: str) -> Any:
-    """JSON of the log's outputs and labels: orjson when installed (several times faster), else the stdlib."""
-    if _orjson is not None:
-        try:
-            return _orjson.loads(text)
-        except _orjson.JSONDecodeError:  # what orjson refuses (integers beyond 64 bits) the stdlib reads
-            pass
-    return json.loads(text)
-
 
 MAX_LABELLED = 200_000
 """Most recent labelled predictions read per report (the counts always cover the whole window)."""
@@ -71,7 +54,7 @@ class Rows:
         self.ids.extend(ids)
         self.routes.extend(routes)
         self.outputs.extend(outputs)
-        self.labels.extend([None if v is None else _loads(v) for v in labels])
+        self.labels.extend([None if v is None else blocks.loads(v) for v in labels])
         self.latency_ms.extend([float("nan") if x is None else float(x) for x in latency])
 
     def scored(self) -> tuple[list[int], Outputs | None]:
@@ -156,25 +139,14 @@ def _latest(conn: Any, name: str, since: float, until: float, limit: int) -> lis
     b, f = t.blocks, t.feedback
     q = (sa.select(b.c.route, b.c.tag, b.c.n, b.c.at_last, b.c.ids, b.c.ats, b.c.outputs, b.c.latency_ms)
          .where(*blocks.overlapping(name, since, until)).order_by(b.c.at_last.desc()))
-    found: list[tuple[float, str, str, str, Any, float]] = []
-    for block in conn.execute(q):
-        if len(found) >= limit:  # blocks come latest first: none further can beat the limit-th newest
-            found.sort(key=lambda x: (x[0], x[1]), reverse=True)
-            del found[limit:]
-            if block.at_last < found[-1][0]:
-                break
-        d = blocks.decode(block, ("ids", "ats", "outputs", "latency_ms"))
-        for pid, at, output, latency in zip(d["ids"], d["ats"], d["outputs"], d["latency_ms"], strict=True):
-            if since <= at <= until:
-                found.append((at, pid, block.route, block.tag, output, latency))
-    found.sort(key=lambda x: (x[0], x[1]), reverse=True)
-    del found[limit:]
+    found = [(d["ids"][i], m["route"], m["tag"], d["outputs"][i], d["latency_ms"][i])
+             for m, d, i in blocks.newest(conn, q, ("outputs", "latency_ms"), limit, since, until)]
     labels: dict[str, str] = {}
-    ids = sorted({x[1] for x in found})
+    ids = sorted({x[0] for x in found})
     for i in range(0, len(ids), 500):
         labels.update(conn.execute(sa.select(f.c.prediction_id, f.c.label).where(
             f.c.prediction_id.in_(ids[i:i + 500]))).all())
-    return [(pid, route, tag, output, latency, labels.get(pid)) for _, pid, route, tag, output, latency in found]
+    return [(*x, labels.get(x[0])) for x in found]
 
 
 def _by_tag(rows: Any) -> dict[str, list[Any]]:
