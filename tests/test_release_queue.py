@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kit.release import PredictionLog, predictions, store_url
-from kit.release._log import _row_text
+from kit.release._log import _row_json
 from kit.release._prom import ReleaseMetrics
 
 
@@ -28,8 +28,8 @@ ROW = {"mean radius": 17.99, "texture": 10.38, "kind": "a b", "n": 3, "flag": Tr
     '\n {\t"rows" :\r\n [ ' + json.dumps(ROW, indent=2) + ' ]\n}\n',
 ])
 def test_a_one_row_body_gives_the_row_as_sent(body: str) -> None:
-    text = _row_text(body.encode())
-    assert json.loads(text) == ROW and text in body  # the client's own text, not an encoding of it
+    text = _row_json(body.encode())
+    assert json.loads(text) == ROW and text in body.encode()  # the client's own text, not an encoding of it
 
 
 @pytest.mark.parametrize("body, row", [
@@ -40,7 +40,7 @@ def test_a_one_row_body_gives_the_row_as_sent(body: str) -> None:
     ('{"\\u0072ows": [{"a": 1}]}', {"a": 1}),                                # an escaped key
 ])
 def test_any_other_body_is_parsed_and_its_row_encoded(body: str, row: dict[str, object]) -> None:
-    assert json.loads(_row_text(body.encode())) == row
+    assert json.loads(_row_json(body.encode())) == row
 
 
 def test_rows_are_logged_from_the_body_and_the_request_keeps_nothing_tracked(url: str) -> None:

@@ -111,6 +111,27 @@ def test_canary_split_stickiness_ids_and_pickup_without_restart(server: Server, 
         assert 0.12 < sum(m == versions["v2"] for m in unkeyed) / 400 < 0.38
 
 
+def test_the_log_holds_each_answer_and_row_as_served(server: Server, bc_result: TrainResult) -> None:
+    """A one-row request's output is logged from the answer's JSON, its row from the body: both as served."""
+    import kit.release
+
+    rows = bc_result.splits.test.X.iloc[10:14].to_dict("records")
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        sent = [([rows[0]], post(client, [rows[0]])[1]), (rows[1:], post(client, rows[1:])[1])]
+    answered = {a["prediction_id"]: (row, a) for batch, answers in sent for row, a in zip(batch, answers, strict=True)}
+    assert len(answered) == 4
+
+    def logged() -> dict[str, dict[str, Any]]:
+        return {r["prediction_id"]: r for r in kit.release.predictions("bc-svc", limit=5000) if r["prediction_id"]
+                in answered}
+
+    wait_for(lambda: len(logged()) == 4, 30, "the four predictions in the log")
+    for pid, record in logged().items():
+        row, answer = answered[pid]
+        assert record["output"] == answer and record["inputs"] == row and record["error"] is None
+        assert record["prediction"] == answer["prediction"] and record["tag"].startswith("bc-svc:")
+
+
 def test_promotion_and_rollback_without_restart(server: Server, versions: dict[str, str],
                                                 bc_result: TrainResult) -> None:
     rows = bc_result.splits.test.X.head(1).to_dict("records")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -114,14 +114,25 @@ def encode(rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
     return [block(part) for part in groups(rows)]
 
 
-def block(part: list[tuple[Any, ...]]) -> dict[str, Any]:
-    """One block's row from one of :func:`groups`'s parts."""
+def block(part: list[tuple[Any, ...]], body_row: Callable[[bytes], bytes] | None = None) -> dict[str, Any]:
+    """One block's row from one of :func:`groups`'s parts.
+
+    Each prediction's ``inputs`` is its row's JSON text, or, with ``body_row``, also the bytes
+    ``body_row`` takes that JSON from (the request body of a one-row request: the prediction log's
+    writer takes the row out of it here, with one join and one decode for the whole block). Its
+    ``output`` is JSON text or UTF-8 bytes (taken from the encoded answer).
+    """
     ids, routes, ats, names, tags, inputs, outputs, predictions, latency, errors = zip(*part, strict=True)
     failed = len(errors) - errors.count(None)
+    if body_row is None:
+        text = "[" + ",".join(inputs) + "]"
+    else:
+        text = (b"[" + b",".join([body_row(x) if type(x) is bytes else x.encode() for x in inputs]) + b"]").decode()
     return {"route": routes[0], "first_id": ids[0], "last_id": ids[-1], "name": names[0], "tag": tags[0],
             "at": min(ats), "at_last": max(ats), "n": len(part), "errors": failed, "ids": _dumps(ids),
-            "ats": _dumps(ats), "inputs": "[" + ",".join(inputs) + "]",
-            "outputs": "[\n" + ",\n".join(["null" if o is None else o for o in outputs]) + "\n]",
+            "ats": _dumps(ats), "inputs": text,
+            "outputs": "[\n" + ",\n".join(["null" if o is None else o if type(o) is str else o.decode()
+                                           for o in outputs]) + "\n]",
             "predictions": _dumps(predictions), "latency_ms": _dumps(latency),
             "messages": _dumps(errors) if failed else None}
 
@@ -304,6 +315,9 @@ def rows(name: str | None = None, url: str | None = None, *, since: float | None
              "latency_ms": d["latency_ms"][i], "error": d["messages"][i]} for m, d, i in found]
 
 
+_NEWEST = itemgetter(0, 1)  # (at, prediction id): newest first, ties by id
+
+
 def newest(conn: Any, stmt: Any, fields: Sequence[str], limit: int | None = None, since: float | None = None,
            until: float | None = None) -> list[tuple[Mapping[str, Any], dict[str, list[Any]], int]]:
     """The predictions made in ``[since, until]`` in the blocks ``stmt`` selects, newest first, at most ``limit``.
@@ -316,7 +330,7 @@ def newest(conn: Any, stmt: Any, fields: Sequence[str], limit: int | None = None
     found: list[tuple[float, str, Mapping[str, Any], dict[str, list[Any]], int]] = []
 
     def trim() -> None:
-        found.sort(key=lambda x: (x[0], x[1]), reverse=True)
+        found.sort(key=_NEWEST, reverse=True)
         if limit is not None:
             del found[limit:]
 
@@ -325,7 +339,7 @@ def newest(conn: Any, stmt: Any, fields: Sequence[str], limit: int | None = None
             trim()
             if block.at_last < found[-1][0]:
                 break
-        m = _mapping(block)
+        m = dict(_mapping(block))  # a plain dict: its callers read each prediction's block fields from it
         d = decode(m, dict.fromkeys(("ids", "ats", *fields)))
         for i, (pid, at) in enumerate(zip(d["ids"], d["ats"], strict=True)):
             if (since is None or at >= since) and (until is None or at <= until):

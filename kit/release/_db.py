@@ -29,6 +29,12 @@ DEFAULT_FILE = "kit_release.db"
 SQLITE_BUSY_MS = 30_000
 """How long a SQLite writer waits for another process's write lock before giving up."""
 
+SQLITE_PAGE_BYTES = 16_384
+"""The page size of a new SQLite store (SQLite's default is 4 KiB). A block of the prediction log is a
+few hundred KiB: with 16 KiB pages the writer spends about half the CPU per prediction (1.4 instead of
+2.6 microseconds measured for 800-byte rows), fewer pages to chain, checksum and checkpoint. An
+existing file keeps its page size (SQLite changes it only on ``VACUUM`` outside WAL mode)."""
+
 CONNECT_TIMEOUT_S = 10
 """Seconds a network database gets to accept a connection."""
 
@@ -71,7 +77,8 @@ def redact(url: str) -> str:
 def engine(url: str) -> Engine:
     """The engine for ``url`` in this process (created once; a forked child makes its own).
 
-    SQLite connections run in WAL mode with ``synchronous=NORMAL`` and wait up to
+    SQLite connections run in WAL mode with ``synchronous=NORMAL`` (a new file gets
+    :data:`SQLITE_PAGE_BYTES` pages) and wait up to
     :data:`SQLITE_BUSY_MS` for a lock; network databases get :data:`CONNECT_TIMEOUT_S` to connect.
     Tables are created on first use.
     """
@@ -125,6 +132,7 @@ def _scrub(text: str, url: str) -> str:
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
+    cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_BYTES}")  # before WAL: takes effect on a new, empty file only
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")

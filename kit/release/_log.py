@@ -7,9 +7,9 @@ the garbage collector (the young generation filled with them and was collected e
 requests: 3-5 microseconds a request on a serving worker), while a tuple of atoms is untracked by
 the first young collection that sees it; and encoding the rows on the request cost 5-6
 microseconds where the model and the HTTP stack keep the caches busy. A writer thread drains the
-queue every :attr:`PredictionLog.flush_s` seconds, takes each row's JSON from its body (the row's
-text as sent, for the usual ``{"rows": [row]}``: one scan of the body; other bodies are parsed and
-their rows encoded) and inserts them as blocks (:mod:`kit.release._blocks`: one row per version,
+queue every :attr:`PredictionLog.flush_s` seconds, takes each row's JSON from its body as it builds
+the blocks (the row's text as sent, for the usual ``{"rows": [row]}``: one scan of the body; other
+bodies are parsed and their rows encoded) and inserts them as blocks (:mod:`kit.release._blocks`: one row per version,
 route and up to 256 predictions) in one transaction per batch, together with their counts
 (:mod:`kit.release._counts`). A full queue drops the request's rows and counts them, a failing
 database drops the batch and counts it: neither ever delays or fails the answer. Retention is
@@ -61,8 +61,8 @@ def _encoder() -> Callable[[Any], str]:
 _dumps = _encoder()
 
 
-def _row_text(body: bytes) -> str:
-    """The JSON text of the one row of a request body ``{"rows": [row]}``.
+def _row_json(body: bytes) -> bytes:
+    """The JSON (UTF-8) of the one row of a request body ``{"rows": [row]}``.
 
     The row's text as the client sent it when the body holds nothing else and the row no bracket
     (then the body's only array is ``rows``, and its only element is the row): a scan of the body,
@@ -72,15 +72,15 @@ def _row_text(body: bytes) -> str:
     between is its one element.
     """
     if body[-2:] == b"]}" and (body[:10] == b'{"rows": [' or body[:9] == b'{"rows":['):
-        row = body[10 if body[8] == 32 else 9:-2]
-        if b"]" not in row:
-            return row.decode()
+        start = 10 if body[8] == 32 else 9
+        if body.find(b"]", start, len(body) - 2) < 0:
+            return body[start:-2]
     start, end = body.find(b"["), body.rfind(b"]")
     if 0 < start < end and _ROWS_KEY.fullmatch(body, 0, start) and body[end + 1:].strip() == b"}":
         row = body[start + 1:end].strip()
         if row[:1] == b"{" and b"[" not in row and b"]" not in row:
-            return row.decode()
-    return _dumps(blocks.loads(body)["rows"][0])
+            return row
+    return _dumps(blocks.loads(body)["rows"][0]).encode()
 
 
 _ROWS_KEY = re.compile(rb'\s*\{\s*"rows"\s*:\s*')
@@ -145,7 +145,7 @@ class PredictionLog:
 
     def record(self, name: str, tag: str, route: str, ids: Sequence[str], rows: Sequence[dict[str, Any]],
                outputs: Sequence[dict[str, Any]] | None, latency_ms: float, error: str | None = None,
-               body: bytes | None = None) -> bool:
+               body: bytes | None = None, outputs_json: bytes | None = None) -> bool:
         """Queue one request's predictions (never blocks); ``False`` if the queue was full and they were dropped.
 
         Args:
@@ -160,6 +160,8 @@ class PredictionLog:
             body: The request body the rows were parsed from (``{"rows": rows, ...}``): the writer takes
                 their JSON from it, and the request keeps no reference to them (see the module docstring).
                 Without it, the rows are encoded now.
+            outputs_json: ``outputs`` as one JSON array, if the caller encoded them already (the answer):
+                a one-row request's output is taken from it (``[output]``) instead of encoded again.
         """
         q = self._queue
         n = len(ids)
@@ -174,8 +176,8 @@ class PredictionLog:
         if n == 1:  # the common case
             out = outputs[0] if outputs is not None else None
             q.append((ids[0], route, time.time(), name, tag, body if body is not None else dumps(rows[0]),
-                      None if out is None else dumps(out), None if out is None else str(out.get("prediction"))[:200],
-                      latency_ms, error))
+                      None if out is None else outputs_json[1:-1] if outputs_json is not None else dumps(out),
+                      None if out is None else str(out.get("prediction"))[:200], latency_ms, error))
         else:
             q.append((tuple(ids), route, time.time(), name, tag,
                       body if body is not None else tuple([dumps(r) for r in rows]),
@@ -227,7 +229,9 @@ class PredictionLog:
     def _take(self) -> list[tuple[Any, ...]]:
         """Every request queued so far, as predictions in :data:`~kit.release._blocks.COLUMNS` order.
 
-        Each row's JSON is taken from its request's body.
+        A one-row request's prediction is its queued tuple itself, its ``inputs`` the request body
+        (:func:`kit.release._blocks.block` takes the row's JSON from it with :func:`_row_json`);
+        a request of several rows is split into one prediction per row, each with its row's JSON.
         """
         q = self._queue
         n = len(q)
@@ -235,12 +239,14 @@ class PredictionLog:
             return []
         taken = q[:n]
         del q[:n]  # requests queued meanwhile stay (appended after the first n)
+        if all(type(t[0]) is str for t in taken):  # one-row requests (the usual case): taken as they are
+            return taken
         rows: list[tuple[Any, ...]] = []
         append = rows.append
-        for ids, route, at, name, tag, inputs, output, prediction, latency, error in taken:
+        for t in taken:
+            ids, route, at, name, tag, inputs, output, prediction, latency, error = t
             if type(ids) is str:  # one row
-                append((ids, route, at, name, tag, _row_text(inputs) if type(inputs) is bytes else inputs, output,
-                        prediction, latency, error))
+                append(t)
                 continue
             if type(inputs) is bytes:
                 inputs = [_dumps(r) for r in blocks.loads(inputs)["rows"]]
@@ -256,7 +262,7 @@ class PredictionLog:
         parts = blocks.groups(rows)
         try:
             with engine(self.url).begin() as conn:
-                blocks.insert(conn, [blocks.block(part) for part in parts])
+                blocks.insert(conn, [blocks.block(part, _row_json) for part in parts])
                 counts.add(conn, counts.tally(rows, self.counted_since))
         except sa.exc.IntegrityError:  # a block already written (its first id on its route): write the others
             self._write_each(parts)
@@ -273,7 +279,7 @@ class PredictionLog:
         for part in parts:
             try:
                 with engine(self.url).begin() as conn:
-                    blocks.insert(conn, [blocks.block(part)])
+                    blocks.insert(conn, [blocks.block(part, _row_json)])
                     counts.add(conn, counts.tally(part, self.counted_since))
                 self.written += len(part)
             except sa.exc.SQLAlchemyError:

@@ -110,7 +110,8 @@ def load(name: str, url: str | None = None, *, window_s: float = 86400.0, now: f
         truncated = len(rows) > max_labelled
         for tag, part in _by_tag(reversed(rows[:max_labelled])).items():
             versions.setdefault(tag, Version(tag)).labelled.extend(part)
-        for tag, part in _by_tag(reversed(_latest(conn, name, since, until, recent))).items():
+        labels = {r[0]: r[5] for r in rows}  # every label of the window: the recent rows' need no query of their own
+        for tag, part in _by_tag(reversed(_latest(conn, name, since, until, recent, labels))).items():
             versions.setdefault(tag, Version(tag)).recent.extend(part)
     return Window(name, since, until, versions, truncated)
 
@@ -132,8 +133,12 @@ def _labelled(conn: Any, name: str, since: float, until: float) -> list[tuple[An
     return [x[2] for x in out]
 
 
-def _latest(conn: Any, name: str, since: float, until: float, limit: int) -> list[tuple[Any, ...]]:
-    """The window's ``limit`` most recent predictions, newest first: (id, route, tag, output, latency, label)."""
+def _latest(conn: Any, name: str, since: float, until: float, limit: int,
+            labels: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    """The window's ``limit`` most recent predictions, newest first: (id, route, tag, output, latency, label).
+
+    ``labels``: every label of the window's predictions by id, if the caller has them (else they are read).
+    """
     sa = require("sqlalchemy", "serve")
     t = tables()
     b, f = t.blocks, t.feedback
@@ -141,7 +146,9 @@ def _latest(conn: Any, name: str, since: float, until: float, limit: int) -> lis
          .where(*blocks.overlapping(name, since, until)).order_by(b.c.at_last.desc()))
     found = [(d["ids"][i], m["route"], m["tag"], d["outputs"][i], d["latency_ms"][i])
              for m, d, i in blocks.newest(conn, q, ("outputs", "latency_ms"), limit, since, until)]
-    labels: dict[str, str] = {}
+    if labels is not None:
+        return [(*x, labels.get(x[0])) for x in found]
+    labels = {}
     ids = sorted({x[0] for x in found})
     for i in range(0, len(ids), 500):
         labels.update(conn.execute(sa.select(f.c.prediction_id, f.c.label).where(

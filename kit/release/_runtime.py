@@ -110,13 +110,21 @@ class ReleaseRuntime:
             threading.Thread(target=self._monitor, name="kit-release-monitor", daemon=True).start()
 
     # -- per request --------------------------------------------------------------------------
-    async def answer(self, rows: Rows, key: str | None, body: bytes | None = None) -> tuple[list[dict[str, Any]], str]:
-        """Route, predict, number, count and log one request; returns the records and the tag that answered.
+    async def answer(self, rows: Rows, key: str | None, body: bytes | None = None,
+                     encode: Callable[[list[dict[str, Any]]], bytes] | None = None
+                     ) -> tuple[list[dict[str, Any]], str, bytes | None]:
+        """Route, predict, number, count and log one request.
 
         A canary challenger that fails is counted and logged against it, and the champion answers
         the request instead; a champion that fails raises (the caller answers 500). ``body``, the
-        request body the rows were parsed from, lets the log take their JSON from it
+        request body the rows were parsed from, lets the log take their JSON from it; ``encode``
+        (the answer's JSON encoder) encodes the records here, and the log takes a one-row request's
+        output from that JSON instead of encoding it again
         (:meth:`~kit.release._log.PredictionLog.record`).
+
+        Returns:
+            The records (each with its ``prediction_id``), the tag that answered, and the records
+            encoded by ``encode`` (``None`` without it).
         """
         view, target, route = self.choose(key)
         start = time.perf_counter()
@@ -132,12 +140,16 @@ class ReleaseRuntime:
             records = await _run(target, rows)
         seconds = time.perf_counter() - start
         ids = self.ids.take(len(records))
-        for record, pid in zip(records, ids, strict=True):
-            record["prediction_id"] = pid
-        self.record(target, route, ids, rows, records, seconds, None, body)
+        if len(records) == 1:  # the common case, without a loop
+            records[0]["prediction_id"] = ids[0]
+        else:
+            for record, pid in zip(records, ids, strict=True):
+                record["prediction_id"] = pid
+        data = encode(records) if encode is not None else None
+        self.record(target, route, ids, rows, records, seconds, None, body, data)
         if view.mode == "shadow":
             self.shadow(view, rows, ids, records, body)
-        return records, target.tag
+        return records, target.tag, data
 
     def choose(self, key: str | None) -> tuple[View, Target, str]:
         """The view, the version that answers, and the route (``champion`` or ``canary``)."""
@@ -147,12 +159,14 @@ class ReleaseRuntime:
         return v, v.champion, "champion"
 
     def record(self, target: Target, route: str, ids: Sequence[str], rows: Rows, outputs: list[dict[str, Any]] | None,
-               seconds: float, error: str | None = None, body: bytes | None = None) -> None:
+               seconds: float, error: str | None = None, body: bytes | None = None,
+               outputs_json: bytes | None = None) -> None:
         """Count and log one answered (or failed) request; never blocks, never raises."""
         try:
             self.metrics.answered(target.tag, route, seconds, outputs)
             if self.log is not None:
-                self.log.record(self.name, target.tag, route, ids, rows, outputs, seconds * 1000.0, error, body)
+                self.log.record(self.name, target.tag, route, ids, rows, outputs, seconds * 1000.0, error, body,
+                                outputs_json)
         except Exception:  # metrics or the log must never fail a request
             log.exception("recording a prediction failed")
 

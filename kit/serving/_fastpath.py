@@ -56,11 +56,12 @@ async def predict(state: AdmissionState, scope: Scope, receive: Receive, send: S
         if state.release is not None:  # routed, numbered, counted and logged (kit.release)
             # the log takes a table's rows as the body has them; an image is logged as its fingerprint
             logged = None if state.model is not None and state.model.bundle.kind == "image" else body
-            records, tag = await state.release.answer(rows, request_key(scope, payload), logged)
-            headers = [(MODEL_HEADER, tag.encode())]  # the version that answered
+            # encoded there: the log takes a one-row answer's output from its JSON
+            _, tag, encoded = await state.release.answer(rows, request_key(scope, payload), logged, _codec.dumps)
+            assert encoded is not None
+            data, headers = encoded, [(MODEL_HEADER, tag.encode())]  # the version that answered
         else:
-            records, headers = await state.batcher.submit(rows), champion
-        data = _codec.dumps(records)
+            data, headers = _codec.dumps(await state.batcher.submit(rows)), champion
     except KitError as exc:
         status = await send_error(with_model_header(send, state), exc)
     except Exception:  # the model failed on rows the checks accepted: a server error, logged with its cause
