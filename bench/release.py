@@ -20,7 +20,13 @@ work: the load generator and other processes take cores from every server alike,
 counts only what the server spent.
 Requests carry no key, so each draws its route at random (10 % to the canary); the sticky hash a
 keyed request costs instead is timed on its own and printed (about a microsecond).
-Run: .venv/bin/python bench/release.py [--seconds 5] [--rounds 2]
+
+``--pin``: the servers run on the last CPU (one worker each: kit's default for one CPU) and the load
+generator on the others, so a server's throughput is what its own core can do, not what it leaves
+to the client: on a machine with few cores shared with the load generator, a server that spends
+more per request also slows the client, which sends fewer requests per event-loop turn, so every
+server batches less and spends more per request; the shared setup's ratios compound that.
+Run: .venv/bin/python bench/release.py [--seconds 5] [--rounds 2] [--pin]
 """
 
 from __future__ import annotations
@@ -44,7 +50,17 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per level")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--variant", default="ort-int8-dynamic", help="the runtime variant every server runs")
+    parser.add_argument("--parts", action="store_true",
+                        help="two more servers, to price the parts: canary (routing + canary, no log) and "
+                             "log (one version, logged)")
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="concurrency levels, comma-separated")
+    parser.add_argument("--pin", action="store_true",
+                        help="servers on the last CPU (one worker each), the load generator on the others")
     args = parser.parse_args()
+    levels = [int(c) for c in args.levels.split(",")]
+    cpus = sorted(os.sched_getaffinity(0))
+    if args.pin and len(cpus) < 2:
+        parser.error("--pin needs two CPUs (one for the servers, one for the load generator)")
 
     tmp = Path(tempfile.mkdtemp(prefix="kit-bench-release-"))
     os.environ["BENTOML_HOME"] = str(tmp / "bentoml")
@@ -63,30 +79,39 @@ def main() -> int:
     package.promote(v2, "bench canary", canary=10)
     solo = package.save(served, "bench-solo")  # never promoted: no trial
     rows = result.splits.test.X.to_dict("records")
+    if args.pin:
+        os.sched_setaffinity(0, cpus[-1:])  # the servers inherit it (and start one worker each) ...
     workers = cpu_count()
     t0 = time.perf_counter()
     n = 200_000
     for i in range(n):
         bucket("bench-rel", f"user-{i}")
     print(f"model {v1} (+ canary {v2} at 10%): {served}; one row per request, {args.seconds:.0f}s x "
-          f"{args.rounds} rounds per level, {workers} workers per server, {os.cpu_count()} CPUs, load {_load()}; "
+          f"{args.rounds} rounds per level, {workers} workers per server, {os.cpu_count()} CPUs"
+          f"{f' (servers on CPU {cpus[-1]}, load generator on {cpus[:-1]})' if args.pin else ''}, load {_load()}; "
           f"sticky bucket {1e6 * (time.perf_counter() - t0) / n:.2f} us per key\n", flush=True)
 
     servers = Servers(tmp, workers)
     plan = (("kit", v1, {"KIT_RELEASE": "0", "KIT_LOG": "0"}), ("bare", solo, {"KIT_RELEASE": "1", "KIT_LOG": "0"}),
             ("release", "bench-rel", {"KIT_RELEASE": "1"}))  # by name: follows (champion v1 + canary v2)
+    if args.parts:
+        plan += (("canary", "bench-rel", {"KIT_RELEASE": "1", "KIT_LOG": "0"}),
+                 ("log", solo, {"KIT_RELEASE": "1"}))
     names = [p[0] for p in plan]
-    runs: dict[str, dict[int, list[dict[str, Any]]]] = {name: {c: [] for c in LEVELS} for name in names}
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {name: {c: [] for c in levels} for name in names}
     try:
         for name, tag, env in plan:
             servers.kit(name, tag, "bc", env)
+        if args.pin:
+            os.sched_setaffinity(0, cpus[:-1])  # ... and the load generator runs on the other CPUs
         servers.wait()
         trees = dict(zip(names, servers.procs, strict=True))
         for name in names:
             asyncio.run(load(servers.ports[name], rows, 8, 1.5))  # warm-up
         for r in range(args.rounds):
-            for c in LEVELS:
-                for name in names[r % 3:] + names[:r % 3]:  # the order rotates every round
+            for c in levels:
+                k = r % len(names)
+                for name in names[k:] + names[:k]:  # the order rotates every round
                     cpu = _cpu(trees[name])
                     res = asyncio.run(load(servers.ports[name], rows, c, args.seconds))
                     res["cpu_us"] = (_cpu(trees[name]) - cpu) * 1e6 / max(res["n"], 1)
@@ -110,7 +135,8 @@ def _report(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> bool:
           "| server CPU us/request kit / bare / release | CPU release / kit | p99 ms kit / release | errors |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     worst = {"rows": float("inf"), "cpu": float("inf")}
-    for c in LEVELS:
+    levels = list(next(iter(runs.values())))
+    for c in levels:
         res = {n: summary(runs[n][c]) for n in runs}
         cpu = {n: float(np.median([x["cpu_us"] for x in runs[n][c]])) for n in runs}
         paired = float(np.median([k["cpu_us"] / x["cpu_us"] for k, x in zip(runs["kit"][c], runs["release"][c],
@@ -126,6 +152,16 @@ def _report(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> bool:
           f"(median of paired rounds): {worst['cpu']:.2f} -> goal (release costs <= 10 %): "
           f"{'met' if worst['rows'] >= 0.9 else 'NOT met'} by throughput, "
           f"{'met' if worst['cpu'] >= 0.9 else 'NOT met'} by server CPU")
+    if "log" in runs:  # --parts: what each part adds to kit's server CPU per request (medians of paired rounds)
+        print("\n| concurrency | server CPU us/request added to kit's: bare (ids, header) | canary (no log) "
+              "| log (one version) | release (all) |")
+        print("|---|---|---|---|---|")
+        for c in levels:
+            added = {n: float(np.median([x["cpu_us"] - k["cpu_us"] for k, x in zip(runs["kit"][c], runs[n][c],
+                                                                                   strict=True)]))
+                     for n in ("bare", "canary", "log", "release")}
+            print(f"| {c} | {added['bare']:+.1f} | {added['canary']:+.1f} | {added['log']:+.1f} | "
+                  f"{added['release']:+.1f} |")
     return worst["rows"] >= 0.9
 
 
