@@ -339,7 +339,7 @@ def newest(conn: Any, stmt: Any, fields: Sequence[str], limit: int | None = None
             trim()
             if block.at_last < found[-1][0]:
                 break
-        m = dict(_mapping(block))  # a plain dict: its callers read each prediction's block fields from it
+        m = _mapping(block)
         d = decode(m, dict.fromkeys(("ids", "ats", *fields)))
         for i, (pid, at) in enumerate(zip(d["ids"], d["ats"], strict=True)):
             if (since is None or at >= since) and (until is None or at <= until):

@@ -134,26 +134,17 @@ def _labelled(conn: Any, name: str, since: float, until: float) -> list[tuple[An
 
 
 def _latest(conn: Any, name: str, since: float, until: float, limit: int,
-            labels: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+            labels: dict[str, Any]) -> list[tuple[Any, ...]]:
     """The window's ``limit`` most recent predictions, newest first: (id, route, tag, output, latency, label).
 
-    ``labels``: every label of the window's predictions by id, if the caller has them (else they are read).
+    ``labels``: every label of the window's predictions by id (:func:`_labelled` has read them all).
     """
     sa = require("sqlalchemy", "serve")
-    t = tables()
-    b, f = t.blocks, t.feedback
+    b = tables().blocks
     q = (sa.select(b.c.route, b.c.tag, b.c.n, b.c.at_last, b.c.ids, b.c.ats, b.c.outputs, b.c.latency_ms)
          .where(*blocks.overlapping(name, since, until)).order_by(b.c.at_last.desc()))
-    found = [(d["ids"][i], m["route"], m["tag"], d["outputs"][i], d["latency_ms"][i])
-             for m, d, i in blocks.newest(conn, q, ("outputs", "latency_ms"), limit, since, until)]
-    if labels is not None:
-        return [(*x, labels.get(x[0])) for x in found]
-    labels = {}
-    ids = sorted({x[0] for x in found})
-    for i in range(0, len(ids), 500):
-        labels.update(conn.execute(sa.select(f.c.prediction_id, f.c.label).where(
-            f.c.prediction_id.in_(ids[i:i + 500]))).all())
-    return [(*x, labels.get(x[0])) for x in found]
+    return [(d["ids"][i], m["route"], m["tag"], d["outputs"][i], d["latency_ms"][i], labels.get(d["ids"][i]))
+            for m, d, i in blocks.newest(conn, q, ("outputs", "latency_ms"), limit, since, until)]
 
 
 def _by_tag(rows: Any) -> dict[str, list[Any]]:

@@ -110,21 +110,16 @@ class ReleaseRuntime:
             threading.Thread(target=self._monitor, name="kit-release-monitor", daemon=True).start()
 
     # -- per request --------------------------------------------------------------------------
-    async def answer(self, rows: Rows, key: str | None, body: bytes | None = None,
-                     encode: Callable[[list[dict[str, Any]]], bytes] | None = None
-                     ) -> tuple[list[dict[str, Any]], str, bytes | None]:
-        """Route, predict, number, count and log one request.
+    async def answer(self, rows: Rows, key: str | None, encode: Callable[[list[dict[str, Any]]], bytes],
+                     body: bytes | None = None) -> tuple[bytes, str]:
+        """Route, predict, number, count and log one request; returns the answer's JSON and the tag that answered.
 
         A canary challenger that fails is counted and logged against it, and the champion answers
-        the request instead; a champion that fails raises (the caller answers 500). ``body``, the
-        request body the rows were parsed from, lets the log take their JSON from it; ``encode``
-        (the answer's JSON encoder) encodes the records here, and the log takes a one-row request's
-        output from that JSON instead of encoding it again
+        the request instead; a champion that fails raises (the caller answers 500). ``encode`` (the
+        answer's JSON encoder) encodes the records, each with its ``prediction_id``, and the log takes
+        a one-row request's output from that JSON instead of encoding it again; ``body``, the request
+        body the rows were parsed from, lets the log take their JSON from it
         (:meth:`~kit.release._log.PredictionLog.record`).
-
-        Returns:
-            The records (each with its ``prediction_id``), the tag that answered, and the records
-            encoded by ``encode`` (``None`` without it).
         """
         view, target, route = self.choose(key)
         start = time.perf_counter()
@@ -145,11 +140,11 @@ class ReleaseRuntime:
         else:
             for record, pid in zip(records, ids, strict=True):
                 record["prediction_id"] = pid
-        data = encode(records) if encode is not None else None
+        data = encode(records)
         self.record(target, route, ids, rows, records, seconds, None, body, data)
         if view.mode == "shadow":
             self.shadow(view, rows, ids, records, body)
-        return records, target.tag, data
+        return data, target.tag
 
     def choose(self, key: str | None) -> tuple[View, Target, str]:
         """The view, the version that answers, and the route (``champion`` or ``canary``)."""
