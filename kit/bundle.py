@@ -170,7 +170,7 @@ class ModelBundle:
             return Prediction(values=raw[:, 0].astype(np.float64) * scale["std"] + scale["mean"])
         proba = softmax(raw.astype(np.float64))
         assert self.label_names is not None
-        labels = [self.label_names[i] for i in proba.argmax(axis=1)]
+        labels = [self.label_names[i] for i in proba.argmax(axis=1).tolist()]
         return Prediction(labels=labels, probabilities=proba, label_names=list(self.label_names))
 
     def predict(self, X: Any) -> np.ndarray:

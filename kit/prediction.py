@@ -15,10 +15,9 @@ import pandas as pd
 
 def softmax(z: np.ndarray) -> np.ndarray:
     """Row-wise softmax of logits (numerically stable)."""
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    out: np.ndarray = e / e.sum(axis=1, keepdims=True)
-    return out
+    e: np.ndarray = np.exp(z - z.max(axis=1, keepdims=True))
+    e /= e.sum(axis=1, keepdims=True)
+    return e
 
 
 def _plain(value: Any) -> Any:
@@ -58,8 +57,9 @@ class Prediction:
             return [{"prediction": float(v)} for v in self.values]
         assert self.probabilities is not None and self.labels is not None and self.label_names is not None
         names = [str(n) for n in self.label_names]
-        return [{"prediction": _plain(label), "probabilities": dict(zip(names, map(float, p), strict=True))}
-                for label, p in zip(self.labels, self.probabilities, strict=True)]
+        rows: list[list[float]] = self.probabilities.tolist()  # Python floats, as float() of each value
+        return [{"prediction": _plain(label), "probabilities": dict(zip(names, p, strict=True))}
+                for label, p in zip(self.labels, rows, strict=True)]
 
     def to_frame(self) -> pd.DataFrame:
         """One row per input: ``prediction`` and, for classifiers, ``proba_<label>`` columns."""

@@ -48,7 +48,7 @@ class Runtime(abc.ABC):
         Raises:
             ConfigError: If the group sizes do not add up to the number of rows.
         """
-        if sum(groups) != len(x) or any(g < 0 for g in groups):
+        if sum(groups) != len(x) or (len(groups) and min(groups) < 0):
             raise ConfigError(f"group sizes {list(groups)[:10]} do not add up to the {len(x)} rows", field="groups")
         if self.batch_invariant or len(groups) <= 1 or not len(x):
             return self.run(x)

@@ -141,3 +141,24 @@ def test_the_first_bad_value_in_schema_order_is_named():
     assert (info.value.field, info.value.row) == ("city", 1)
     with pytest.raises(SchemaError, match="'age' row 0: expected a number, got 1000000000"):
         fitted().transform([{"age": 10**400, "city": "rome", "income": 2}])  # too large for a float: a 4xx, not a crash
+
+
+@pytest.mark.parametrize("columns", [["a"], ["a", "b"], ["c", "a"], ["c"]])
+def test_records_path_equals_the_column_by_column_path_for_any_mix_of_kinds(columns):
+    # one numeric column (a getter of one name returns a bare value), all numeric (the dense layout),
+    # categorical first (numeric output columns not in order), categorical only
+    X = pd.DataFrame({"a": [1.0, 2.5, np.nan, 4.0], "b": [3.0, 1.0, 2.0, 9.0], "c": ["x", "y", None, "x"]})[columns]
+    pre = Preprocessor().fit(X)
+    records = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+               for r in X.astype(object).to_dict("records")]
+    cols, rows = pre.columns(records)
+    np.testing.assert_array_equal(pre.transform(records), pre._transform_columns(cols, rows))
+    np.testing.assert_array_equal(pre.transform(records), pre.transform(X))
+
+
+def test_a_refit_transforms_with_the_new_statistics():
+    pre = Preprocessor().fit(pd.DataFrame({"a": [0.0, 2.0], "c": ["x", "y"]}))
+    row = {"a": 2.0, "c": "y"}
+    assert pre.transform([row]).tolist() == [[1.0, 0.0, 1.0]]
+    pre.fit(pd.DataFrame({"a": [2.0, 6.0], "c": ["y", "z"]}))  # the same object, fitted again
+    assert pre.transform([row]).tolist() == [[-1.0, 1.0, 0.0]]

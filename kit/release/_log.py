@@ -100,6 +100,10 @@ class Ids:
             return (f"{p}{next(count):010x}",)
         return tuple([f"{p}{next(count):010x}" for _ in range(n)])
 
+    def one(self) -> str:
+        """One fresh id."""
+        return f"{self.prefix}{next(self._count):010x}"
+
 
 class PredictionLog:
     """A background writer of predictions into the release store.

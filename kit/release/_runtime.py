@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kit.release._decision import auto_rollback, status
@@ -47,12 +47,17 @@ class Target:
         model: The served model (``predict_rows(rows) -> records``, ``bundle``).
         submit: The batched way to answer a request on the event loop (``None``: call ``model.predict_rows``).
         batcher: The serving layer's batcher behind ``submit``, if any.
+        header: The ``X-Kit-Model: name:version`` response header naming it (set from ``tag``).
     """
 
     tag: str
     model: Any
     submit: Callable[[Rows], Awaitable[list[dict[str, Any]]]] | None = None
     batcher: Any = None
+    header: tuple[bytes, bytes] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.header = (b"x-kit-model", self.tag.encode())
 
 
 @dataclass(frozen=True)
@@ -111,17 +116,21 @@ class ReleaseRuntime:
 
     # -- per request --------------------------------------------------------------------------
     async def answer(self, rows: Rows, key: str | None, encode: Callable[[list[dict[str, Any]]], bytes],
-                     body: bytes | None = None) -> tuple[bytes, str]:
-        """Route, predict, number, count and log one request; returns the answer's JSON and the tag that answered.
+                     body: bytes | None = None) -> tuple[bytes, Target]:
+        """Route, predict, number, count and log one request; returns the answer's JSON and the version that answered.
 
         A canary challenger that fails is counted and logged against it, and the champion answers
         the request instead; a champion that fails raises (the caller answers 500). ``encode`` (the
         answer's JSON encoder) encodes the records, each with its ``prediction_id``, and the log takes
         a one-row request's output from that JSON instead of encoding it again; ``body``, the request
         body the rows were parsed from, lets the log take their JSON from it
-        (:meth:`~kit.release._log.PredictionLog.record`).
+        (:meth:`~kit.release._log.PredictionLog.record`). Every request passes here, so :meth:`choose`
+        and :meth:`record` are written out inline.
         """
-        view, target, route = self.choose(key)
+        view = self.view
+        target, route = view.champion, "champion"
+        if view.mode == "canary" and view.challenger is not None and to_challenger(self.name, view.percent, key):
+            target, route = view.challenger, "canary"
         start = time.perf_counter()
         try:  # the serving layer's batcher, awaited directly (one coroutine fewer per request)
             records = await (target.submit(rows) if target.submit is not None else _run(target, rows))
@@ -134,17 +143,23 @@ class ReleaseRuntime:
             target, route, start = view.champion, "champion", time.perf_counter()
             records = await _run(target, rows)
         seconds = time.perf_counter() - start
-        ids = self.ids.take(len(records))
         if len(records) == 1:  # the common case, without a loop
+            ids: Sequence[str] = (self.ids.one(),)
             records[0]["prediction_id"] = ids[0]
         else:
+            ids = self.ids.take(len(records))
             for record, pid in zip(records, ids, strict=True):
                 record["prediction_id"] = pid
         data = encode(records)
-        self.record(target, route, ids, rows, records, seconds, None, body, data)
+        try:  # record(), inline: metrics or the log must never fail a request
+            self.metrics.answered(target.tag, route, seconds, records)
+            if self.log is not None:
+                self.log.record(self.name, target.tag, route, ids, rows, records, seconds * 1000.0, None, body, data)
+        except Exception:
+            log.exception("recording a prediction failed")
         if view.mode == "shadow":
             self.shadow(view, rows, ids, records, body)
-        return data, target.tag
+        return data, target
 
     def choose(self, key: str | None) -> tuple[View, Target, str]:
         """The view, the version that answers, and the route (``champion`` or ``canary``)."""

@@ -57,8 +57,8 @@ async def predict(state: AdmissionState, scope: Scope, receive: Receive, send: S
             # the log takes a table's rows as the body has them; an image is logged as its fingerprint
             logged = None if state.model is not None and state.model.bundle.kind == "image" else body
             # encoded there: the log takes a one-row answer's output from its JSON
-            data, tag = await state.release.answer(rows, request_key(scope, payload), _codec.dumps, logged)
-            headers = [(MODEL_HEADER, tag.encode())]  # the version that answered
+            data, target = await state.release.answer(rows, request_key(scope, payload), _codec.dumps, logged)
+            headers = [target.header]  # X-Kit-Model: the version that answered
         else:
             data, headers = _codec.dumps(await state.batcher.submit(rows)), champion
     except KitError as exc:
