@@ -38,7 +38,7 @@ test: lint
 notebooks: $(STAMP)
 	$(BIN)/jupytext --sync notebooks/[0-9]*.py
 
-# Each script prints a ratio against a baseline measured in the same run (about 25 minutes in all).
+# Each script prints a ratio against a baseline measured in the same run (about 35 minutes in all).
 bench: $(STAMP)
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/quantize.py
@@ -50,6 +50,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/notebooks.py
 	$(BIN)/python bench/reliability.py
 	$(BIN)/python bench/batch.py
+	$(BIN)/python bench/release.py
+	$(BIN)/python bench/release_loop.py
 	$(BIN)/python bench/images.py
 	$(BIN)/python bench/images_folder.py
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 from _server import Server, serving, use_bentoml_home
 
@@ -193,6 +194,40 @@ def test_shadow_survives_a_challenger_that_raises(server: Server, versions: dict
         package.rollback("bc-svc", "broken")
 
 
+def monitors(server: Server) -> list[psutil.Process]:
+    """The server's live-metrics child processes (kit.release._monitor)."""
+    family = psutil.Process(server.proc.pid).children(recursive=True)
+    return [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+            and "kit.release._monitor" in " ".join(p.cmdline())]
+
+
+def test_the_live_metrics_run_in_one_child_process_per_server(server: Server) -> None:
+    # (before the tests that start servers of their own in the same BENTOML_HOME: a server that starts
+    # clears the Prometheus files of the one already running there)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        wait_for(lambda: "kit_release_recommendation{" in client.get("/metrics").text, 60, "the report's gauges")
+        wait_for(lambda: len(monitors(server)) == 1, 30, "one live-metrics process")
+        [monitor] = monitors(server)  # started by the worker that holds the leader lock, not one per worker
+        workers = {w.pid for w in psutil.Process(server.proc.pid).children(recursive=True)
+                   if "_bentoml_impl.worker.service" in " ".join(w.cmdline())}
+        leader = monitor.ppid()
+        assert len(workers) == 2 and leader in workers
+        monitor.kill()  # a child that dies is started again by the same worker
+        wait_for(lambda: [m.pid for m in monitors(server)] not in ([], [monitor.pid]), 30, "a new live-metrics process")
+        [again] = monitors(server)
+        assert again.ppid() == leader
+        before = reports(client)  # and it publishes: its reports are counted on every worker's /metrics
+        wait_for(lambda: reports(client) >= before + 2, 30, "reports from the new live-metrics process")
+
+
+def reports(client: httpx.Client) -> float:
+    """``kit_release_reports_total{outcome="ok"}`` on /metrics."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("kit_release_reports_total{") and 'outcome="ok"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def test_a_failing_canary_is_answered_by_the_champion_and_rolled_back_automatically(
         home: Path, versions: dict[str, str], bc_result: TrainResult) -> None:
     rows = bc_result.splits.test.X.head(1).to_dict("records")
@@ -204,6 +239,11 @@ def test_a_failing_canary_is_answered_by_the_champion_and_rolled_back_automatica
         # the canary failed on its share; the champion answered every request
         assert all(status == 200 and model == versions["v1"] for status, _, model in answers)
         wait_for(lambda: client.get("/release").json()["serving"]["challenger"] is None, 60, "automatic rollback")
+        # the rollback was decided in the live-metrics child process; it ends when its worker dies
+        [monitor] = monitors(s)
+        monitor.parent().kill()
+        wait_for(lambda: not monitor.is_running() or monitor.status() == psutil.STATUS_ZOMBIE, 15,
+                 "the live-metrics process ends with its worker")
     entry = package.history("bc-svc")[-1]
     assert entry["event"] == "rollback" and entry["auto"] is True and entry["from"] == versions["broken"]
     assert "automatic" in entry["reason"] and "failed on" in entry["reason"]
@@ -310,9 +350,11 @@ def test_shadow_survives_a_challenger_that_hangs(home: Path, versions: dict[str,
                 status, _, model = post(client, rows, f"h{i}")
                 times.append(time.perf_counter() - t0)
                 assert status == 200 and model == versions["v1"]
+            # both shadow threads are held by the hanging challenger (counted as hung once they have run
+            # longer than the shadow timeout, which 200 fast requests may not take); later jobs are dropped
+            wait_for(lambda: client.get("/release").json()["shadow"]["hung"] == 2, 10, "two hung shadow threads")
             shadow = client.get("/release").json()["shadow"]
-            # both shadow threads are held by the hanging challenger; later jobs are dropped, none waited
-            assert shadow["hung"] == 2 and shadow["dropped"] > 100 and shadow["scored"] == 0
+            assert shadow["dropped"] > 100 and shadow["scored"] == 0, shadow
             assert float(np.median(times)) < 0.25
     finally:
         package.rollback("bc-svc", "hanging")

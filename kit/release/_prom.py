@@ -18,6 +18,8 @@
 ``kit_live_labelled``                          labelled predictions in the window
 ``kit_model_test_metric``                      the version's offline test metric (the baseline)
 ``kit_release_recommendation``                 1 for the action ``kit release status`` recommends now
+``kit_release_reports_total``                  live-metrics reports published (one worker's child process computes
+                                               them every ``KIT_AUTO_ROLLBACK_S``), by ``outcome``: ok, error
 ``kit_drift_statistic``, ``kit_drift_p_value``  KS / chi-squared statistic and corrected p-value per feature
 ``kit_drift_features_drifted``                 features flagged after the correction (0 below the minimum rows)
 =============================================  ==========================================================
@@ -96,6 +98,7 @@ class ReleaseMetrics:
         self.test_metric = m("Gauge", "kit_model_test_metric", "offline test metric of the version",
                              ("model", "version", "metric"))
         self.action = m("Gauge", "kit_release_recommendation", "1 for the recommended action", ("model", "action"))
+        self.reports = m("Counter", "kit_release_reports", "live-metrics reports published", ("model", "outcome"))
         self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._classes: dict[tuple[str, str, str], Any] = {}
         self._pending: tuple[list[Any], ...] = ([], [], [], [], [])  # version, route, seconds, kind, predictions
@@ -211,6 +214,11 @@ class ReleaseMetrics:
         if self.test_metric is not None:
             for metric, value in metrics.items():
                 self.test_metric.labels(model=self.name, version=_version(tag), metric=metric).set(value)
+
+    def report_outcome(self, outcome: str) -> None:
+        """Count one live-metrics report: ``ok`` (published) or ``error`` (it could not be computed)."""
+        if self.reports is not None:
+            self.reports.labels(model=self.name, outcome=outcome).inc()
 
     def performance(self, report: dict[str, Any]) -> None:
         """Publish live metrics, estimates, label counts and the recommendation from a status report."""

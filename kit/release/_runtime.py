@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kit.release._decision import auto_rollback, status
 from kit.release._log import Ids, PredictionLog
 from kit.release._prom import ReleaseMetrics
 from kit.release._routing import ShadowRunner, to_challenger
@@ -106,6 +105,7 @@ class ReleaseRuntime:
         self.shadow_runner = ShadowRunner(timeout_s=settings.shadow_timeout_s, on_outcome=self._shadow_outcome)
         self.last_error: str | None = None
         self.last_report: dict[str, Any] | None = None
+        self.monitor: Any = None  # the live-metrics child process's handle, in the worker that runs it
         self._loaded: dict[tuple[str, str], Target] = {(champion.tag, "champion"): champion}
         self._failed: dict[str, str] = {}
         self.metrics.test_metrics(champion.tag, _test_metrics(champion))
@@ -265,34 +265,56 @@ class ReleaseRuntime:
     def _monitor(self) -> None:
         """One worker per server computes the live metrics (and rolls back): the one holding the lock file.
 
-        It computes them at once when it starts (the gauges are there from the start, and the libraries
-        the report needs load with the worker, not under load), then every ``KIT_AUTO_ROLLBACK_S``.
+        It computes them in a child process (:mod:`kit.release._monitor`: a report in a thread held
+        this worker's GIL long enough to stall its event loop), at once when it starts (the gauges
+        are there from the start), then every ``KIT_AUTO_ROLLBACK_S``; a child that dies is started
+        again after that interval.
         """
+        from kit.release._monitor import Monitor
+
         lock = None
         while True:
             lock = lock or _leader_lock(self.name)
             if lock is not None:
-                self.check()
+                s = self.settings
+                self.monitor = Monitor(self.name, s.store, check_s=s.check_s, window_s=s.window_s,
+                                       thresholds=s.thresholds, auto_rollback=s.auto_rollback,
+                                       by=f"kit auto-rollback ({self.ids.prefix})", on_result=self.apply)
+                try:
+                    code = self.monitor.run()
+                    self._warn(f"the live-metrics process of {self.name!r} exited with code {code}; "
+                               f"starting it again in {s.check_s:g}s")
+                except Exception as exc:  # cannot start it: try again later
+                    self._warn(f"cannot run the live-metrics process of {self.name!r}: {exc}")
             time.sleep(self.settings.check_s)
 
+    def apply(self, result: dict[str, Any]) -> None:
+        """Take one check's outcome (:func:`kit.release._monitor.compute`): log a rollback, publish the report."""
+        entry = result.get("rollback")
+        if entry is not None:
+            log.warning("release %s: %s rolled back automatically: %s", self.name, entry["from"], entry["reason"])
+            self.refresh()
+        if result.get("error"):
+            self._warn(result["error"])
+            self.metrics.report_outcome("error")
+        report = result.get("report")
+        if report is not None:
+            self.last_report = report
+            self.metrics.performance(report)
+            self.metrics.report_outcome("ok")
+
     def check(self) -> dict[str, Any] | None:
-        """Refresh the live metrics (and roll back automatically when enabled); returns the status report."""
+        """Refresh the live metrics (and roll back automatically when enabled) in this process; returns the report.
+
+        What the monitor's child process does every ``KIT_AUTO_ROLLBACK_S``, run here (tests, tools).
+        """
+        from kit.release._monitor import compute
+
         s = self.settings
-        try:
-            if s.auto_rollback and self.view.challenger is not None:
-                entry = auto_rollback(self.name, s.store, window_s=s.window_s, thresholds=s.thresholds,
-                                      by=f"kit auto-rollback ({self.ids.prefix})")
-                if entry is not None:
-                    log.warning("release %s: %s rolled back automatically: %s", self.name, entry["from"],
-                                entry["reason"])
-                    self.refresh()
-            report = status(self.name, s.store, window_s=s.window_s, thresholds=s.thresholds)
-        except Exception as exc:
-            self._warn(f"cannot compute the live metrics of {self.name!r}: {exc}")
-            return None
-        self.last_report = report
-        self.metrics.performance(report)
-        return report
+        self.apply(compute(self.name, s.store, window_s=s.window_s, thresholds=s.thresholds,
+                           auto_rollback=s.auto_rollback and self.view.challenger is not None,
+                           by=f"kit auto-rollback ({self.ids.prefix})"))
+        return self.last_report
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /release`` answers: the view served, the settings, the log and shadow counters."""
