@@ -307,3 +307,23 @@ def test_counts_cover_the_window_while_decoded_rows_are_bounded(url: str, bc_bun
     assert v.predictions == 60 and v.errors == 10 and len(v.recent.ids) == 10  # exact counts, bounded rows
     report = performance("bc", url, window_s=3600)["versions"][0]
     assert report["predictions"] == 60 and report["error_rate"]["value"] == pytest.approx(10 / 60)
+
+
+def test_the_live_metrics_process_loads_no_heavy_library(tmp_path: Path) -> None:
+    """The child a server runs for the report (kit.release._monitor) stays small: no pandas, torch, optuna, BentoML."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys\n"
+            "from kit.release._monitor import compute\n"
+            "from kit.release._decision import Thresholds\n"
+            "out = compute('m', None, window_s=3600, thresholds=Thresholds(), auto_rollback=True, by='t')\n"
+            "heavy = ('pandas', 'torch', 'optuna', 'bentoml', 'onnxruntime', 'sklearn', 'pyarrow')\n"
+            "print(json.dumps({'error': out['error'], 'report': out['report'] is not None,\n"
+            "                  'loaded': sorted(m for m in heavy if m in sys.modules)}))\n")
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path)}
+    env.pop("KIT_LOG_URL", None)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == {"error": None, "report": True, "loaded": []}

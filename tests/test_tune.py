@@ -19,11 +19,12 @@ import pytest
 from _signals import with_default_sigint
 
 import kit
+from kit._urls import redact
 from kit.bundle import ModelBundle
 from kit.cli import main as cli_main
 from kit.errors import ConfigError
 from kit.tune import DEFAULT_SPACE, Space, create_study, run_worker, tune
-from kit.tune._storage import CONNECT_TIMEOUT_S, redact
+from kit.tune._storage import CONNECT_TIMEOUT_S
 
 ROOT = Path(__file__).resolve().parents[1]
 KIT = str(ROOT / ".venv" / "bin" / "kit")
@@ -108,13 +109,13 @@ def test_redact_hides_passwords_in_every_form() -> None:
 def test_a_url_without_its_driver_names_the_package_to_install() -> None:
     """#18 item 11: not SQLAlchemy's "Failed to import DB access module"; psycopg 3 serves a plain URL too."""
     code = ("import sys; sys.modules['psycopg2'] = None; sys.modules['psycopg'] = None\n"
-            "from kit.tune._storage import resolve\n"
+            "from kit._urls import resolve\n"
             "try:\n    resolve('postgresql://kit:pw@127.0.0.1/kit')\nexcept Exception as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert "needs a postgresql driver" in out and "pip install 'psycopg2-binary' or 'psycopg[binary]'" in out
     assert "pw" not in out.replace("kit:***", "")
     code = ("import sys; sys.modules['psycopg2'] = None\n"
-            "from kit.tune._storage import resolve\nprint(resolve('postgresql://kit:pw@127.0.0.1/kit'))\n")
+            "from kit._urls import resolve\nprint(resolve('postgresql://kit:pw@127.0.0.1/kit'))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert out.strip() == "postgresql+psycopg://kit:pw@127.0.0.1/kit"  # psycopg 3 when psycopg2 is absent
 

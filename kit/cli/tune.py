@@ -51,8 +51,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise ConfigError(f"give --storage URL or set {STORAGE_ENV}", field="storage")
     dataset = None
     if args.data:
+        from kit._urls import resolve
         from kit.data import load
-        from kit.tune._storage import resolve
         from kit.tune._study import open_study
 
         settings = open_study(resolve(storage), args.study, None, None)[1]

@@ -32,6 +32,7 @@ uploads), ``_spark`` (spark_session, predict_spark), ``_spark_worker`` (the exec
 
 from __future__ import annotations
 
+from kit._home import bentoml_home
 from kit.package._batch import predict_file
 from kit.package._bento import BENTOS_DIR, build
 from kit.package._image_batch import predict_images, score_images
@@ -41,7 +42,7 @@ from kit.package._scoring import BatchSummary
 from kit.package._server import free_port, serve, serve_command, start, stop, wait_ready
 from kit.package._spark import predict_spark, raising_kit_errors, spark_session
 from kit.package._spark_parts import predict_spark_file
-from kit.package._store import GateFailedError, bentoml_home, default_name, gate_line, load, save
+from kit.package._store import GateFailedError, default_name, gate_line, load, save
 
 __all__ = ["BENTOS_DIR", "PROMOTIONS", "BatchSummary", "GateFailedError", "ServedRef", "bentoml_home", "build",
            "default_name", "free_port", "gate_line", "history", "load", "models", "predict_file", "predict_images",

@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kit.package._store import _store_model, bentoml_home
+from kit._home import bentoml_home
+from kit.package._store import _store_model
 from kit.release._state import LEGACY_LOG, change, promote_change, read, rollback_change
 from kit.release._state import history as _history
 

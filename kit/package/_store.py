@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kit._home import bentoml_home
 from kit._json import to_json
 from kit.errors import ConfigError, KitError, require
 
@@ -41,11 +42,6 @@ class GateFailedError(KitError):
     """The bundle's release gate failed and ``force`` was not given."""
 
     status_code = 409
-
-
-def bentoml_home() -> Path:
-    """``$BENTOML_HOME`` (BentoML's default ``~/bentoml`` when unset)."""
-    return Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
 
 
 def _jsonable(value: Any) -> Any:

@@ -19,14 +19,14 @@ Policies, stated once:
 from __future__ import annotations
 
 import json
-import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from kit.errors import DataError, NotFittedError, SchemaError
+from kit.preprocess._plan import Plan, standardize, transform_plan
 
 Columns = dict[str, Any]
 FORMAT = "kit.preprocessor/1"
@@ -225,7 +225,7 @@ class Preprocessor:
             SchemaError: On missing/extra columns, text in a numeric column, an infinite value,
                 or an unseen category (with ``unknown_category="error"``), naming column and row.
         """
-        plan = self._plan()
+        plan = transform_plan(self)
         if isinstance(X, Mapping):
             X = [X]
         if isinstance(X, list) and all(type(r) is dict and r.keys() == plan.names for r in X):
@@ -240,11 +240,11 @@ class Preprocessor:
                 values = np.array([cols[name] for name in plan.numeric], dtype=np.float64)
             except (TypeError, ValueError, OverflowError):
                 return self._transform_columns(cols, n)
-            if values.shape != (len(plan.numeric), n) or not self._standardize(values.T, plan, out):
+            if values.shape != (len(plan.numeric), n) or not standardize(values.T, plan, out):
                 return self._transform_columns(cols, n)
         return out
 
-    def _transform_records(self, X: list[dict[str, Any]], plan: _Plan) -> np.ndarray:
+    def _transform_records(self, X: list[dict[str, Any]], plan: Plan) -> np.ndarray:
         """:meth:`transform` of records holding exactly the features: no column dict, one getter per row."""
         n = len(X)
         out = np.zeros((n, len(self.output_names_)), dtype=np.float32)
@@ -259,46 +259,9 @@ class Preprocessor:
                 values = np.array([get(r) for r in X], dtype=np.float64)
             except (TypeError, ValueError, OverflowError):
                 return self._transform_columns(self.columns(X)[0], n)
-            if values.shape != (n, len(plan.numeric)) or not self._standardize(values, plan, out):
+            if values.shape != (n, len(plan.numeric)) or not standardize(values, plan, out):
                 return self._transform_columns(self.columns(X)[0], n)
         return out
-
-    @staticmethod
-    def _standardize(values: np.ndarray, plan: _Plan, out: np.ndarray) -> bool:
-        """Impute and standardize numeric ``values`` (rows x numeric columns) into ``out``; ``False`` on an inf.
-
-        ``values`` is the caller's own new array: it is standardized in place.
-        """
-        if not np.isfinite(values).all():  # one check for the common case: no missing or infinite value
-            if np.isinf(values).any():
-                return False
-            values = np.where(np.isnan(values), plan.medians, values)
-        standardized = values
-        standardized -= plan.means
-        standardized /= plan.scales
-        if plan.dense:
-            out[...] = standardized
-        else:
-            out[:, plan.positions] = standardized
-        return True
-
-    def _plan(self) -> _Plan:
-        """What :meth:`transform` needs from the fitted state, in its order, built once per fitted state.
-
-        Rebuilt when a fitted attribute it reads is another object, with other contents, than the one it
-        was built from (:meth:`fit` and :meth:`from_dict` set new ones).
-        """
-        self._check_fitted()
-        plan: _Plan | None = self.__dict__.get("_plan_cache")
-        sources = self._plan_sources()
-        if plan is None or plan.sources != sources:  # the same objects (identity first), or equal ones
-            plan = _Plan(self, sources)
-            self.__dict__["_plan_cache"] = plan
-        return plan
-
-    def _plan_sources(self) -> tuple[Any, ...]:
-        return (self.feature_names_in_, self.kinds_, self.medians_, self.means_, self.scales_, self.categories_,
-                self.modes_)
 
     def _one_hot(self, values: Any, out: np.ndarray, offset: int, index: dict[str, int], mode: str) -> bool:
         """Set the one-hot block of one column; ``False`` on an unseen category under the ``error`` policy.
@@ -443,41 +406,3 @@ class Preprocessor:
         return (f"Preprocessor({len(self.feature_names_in_)} features: {len(self.kinds_) - n_cat} numeric, "
                 f"{n_cat} categorical -> {len(self.output_names_)} outputs)")
 
-
-class _Plan:
-    """The fitted state in the shape :meth:`Preprocessor.transform` uses it (see :meth:`Preprocessor._plan`).
-
-    Attributes:
-        sources: The fitted attributes it was built from.
-        names: The feature names, as a set (a record holding exactly these takes the records path).
-        numeric: Numeric feature names in schema order; ``get`` reads them from a record as a tuple.
-        positions: Their output columns; ``dense``: they are all the output columns, in order.
-        medians, means, scales: Their training statistics, as float64 rows.
-        categorical: ``(name, offset, category -> output column, mode)`` per categorical feature.
-    """
-
-    def __init__(self, pre: Preprocessor, sources: tuple[Any, ...]) -> None:
-        self.sources = sources
-        self.names = frozenset(pre.feature_names_in_)
-        self.numeric: list[str] = []
-        positions: list[int] = []
-        self.categorical: list[tuple[str, int, dict[str, int], str]] = []
-        offset = 0
-        for name in pre.feature_names_in_:
-            if pre.kinds_[name] == "numeric":
-                self.numeric.append(name)
-                positions.append(offset)
-                offset += 1
-            else:
-                categories = pre.categories_[name]
-                index = {c: offset + i for i, c in enumerate(categories)}
-                self.categorical.append((name, offset, index, pre.modes_[name]))
-                offset += len(categories)
-        # a record's numeric values as a tuple (itemgetter of one name returns the bare value)
-        self.get: Callable[[dict[str, Any]], Any] = (operator.itemgetter(*self.numeric) if len(self.numeric) > 1
-                                                     else lambda r: tuple(r[c] for c in self.numeric))
-        self.positions = np.array(positions, dtype=np.intp)
-        self.dense = positions == list(range(offset))
-        self.medians = np.array([pre.medians_[c] for c in self.numeric], dtype=np.float64)
-        self.means = np.array([pre.means_[c] for c in self.numeric], dtype=np.float64)
-        self.scales = np.array([pre.scales_[c] for c in self.numeric], dtype=np.float64)

@@ -52,8 +52,8 @@ def store_url(url: str | os.PathLike[str] | None = None) -> str:
     Raises:
         ConfigError: If the value is neither a database URL nor a SQLite file path.
     """
-    from kit.package._store import bentoml_home
-    from kit.tune._storage import resolve
+    from kit._home import bentoml_home
+    from kit._urls import resolve
 
     raw = str(url) if url is not None else (os.environ.get(STORE_ENV) or "").strip()
     if not raw:
@@ -69,7 +69,7 @@ def store_url(url: str | os.PathLike[str] | None = None) -> str:
 
 def redact(url: str) -> str:
     """``url`` with its password replaced by ``***`` (safe for logs, errors and ``/metadata``)."""
-    from kit.tune._storage import redact as _redact
+    from kit._urls import redact as _redact
 
     return _redact(url)
 
@@ -125,7 +125,7 @@ def _driver(url: str) -> str:
 
 
 def _scrub(text: str, url: str) -> str:
-    from kit.tune._storage import scrub
+    from kit._urls import scrub
 
     return scrub(text.splitlines()[0] if text else text, url)
 

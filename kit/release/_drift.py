@@ -19,12 +19,14 @@ Each feature of the recent inputs is tested against the reference the bundle sto
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from kit.release._stats import ALPHA, CORRECTIONS
+
+if TYPE_CHECKING:  # pandas loads with the first test (the live-metrics process does without it)
+    import pandas as pd
 
 MIN_ROWS = 100
 """Live rows needed before a feature can be flagged."""
@@ -133,6 +135,8 @@ def tests(reference: dict[str, dict[str, Any]], frame: pd.DataFrame, *, psi: dic
         (per feature: ``test``, ``statistic``, ``p_value``, ``p_adjusted``, ``drifted`` and ``psi``
         when given) and ``drifted`` (names, sorted).
     """
+    import pandas as pd
+
     if correction not in CORRECTIONS:
         raise ValueError(f"correction must be one of {sorted(CORRECTIONS)}, but got {correction!r}")
     features: dict[str, dict[str, Any]] = {}

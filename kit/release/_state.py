@@ -241,7 +241,7 @@ _IMPORTED: set[tuple[str, str]] = set()
 
 def _engine(url: str | None) -> Any:
     """The store's engine, after importing the legacy JSON-lines log into it (once per store and file)."""
-    from kit.package._store import bentoml_home
+    from kit._home import bentoml_home
 
     full = store_url(url)
     eng = engine(full)

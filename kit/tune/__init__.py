@@ -27,10 +27,10 @@ Example::
 
 from __future__ import annotations
 
+from kit._urls import redact, resolve
 from kit.config import PRUNERS, SAMPLERS, TuneConfig
 from kit.tune._plots import importances, plot_trials, plots, save_plots
 from kit.tune._space import DEFAULT_SPACE, TRAINING_SPACE, Space, default_space
-from kit.tune._storage import redact, resolve
 from kit.tune._tune import TuneResult, create_study, run_worker, trial_counts, tune
 
 __all__ = ["DEFAULT_SPACE", "PRUNERS", "SAMPLERS", "TRAINING_SPACE", "Space", "TuneConfig", "TuneResult",

@@ -23,12 +23,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from kit._urls import redact, scrub
 from kit.config import DataConfig, TrainConfig
 from kit.data import Dataset, Splits, load
 from kit.errors import ConfigError, DataError, KitError, require
 from kit.train import Callback, EpochState
 from kit.tune._space import Space
-from kit.tune._storage import open_storage, redact, scrub
+from kit.tune._storage import open_storage
 
 if TYPE_CHECKING:
     import optuna

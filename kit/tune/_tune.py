@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kit import metrics as km
+from kit._urls import redact, resolve
 from kit.config import TrainConfig, TuneConfig
 from kit.errors import ConfigError, KitError, require
 from kit.sections import TuningSection
 from kit.tune._space import Space
-from kit.tune._storage import redact, resolve
 from kit.tune._study import ATTR, Setup, finished, open_study, states, work
 
 if TYPE_CHECKING:
